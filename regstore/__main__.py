@@ -1,0 +1,3 @@
+from regstore.cli import main
+
+raise SystemExit(main())
