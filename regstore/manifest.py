@@ -1,0 +1,153 @@
+"""Parsing manifests into what they reference.
+
+Every manifest type the registry stores is understood (see the table in the project README):
+docker schema1 (signed or the unsigned payload 2.5+ stores), docker schema2, docker manifest
+list, OCI image manifest, OCI index (nested to any depth through its children), and the
+short-lived OCI artifact manifest. A manifest that cannot be understood is a
+:class:`ManifestError`, never a guess: the mark phase treats it as a reason not to sweep.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from regstore.layout import is_digest
+
+# Registry v3 refuses manifests above 4 MiB; nothing real comes near it, so a bigger
+# "manifest" is treated as broken rather than parsed (and held in memory).
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+SCHEMA2 = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_ARTIFACT = "application/vnd.oci.artifact.manifest.v1+json"
+
+MANIFEST_MEDIA_TYPES = (SCHEMA1, SCHEMA1_SIGNED, SCHEMA2, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX,
+                        OCI_ARTIFACT)
+
+
+class ManifestError(ValueError):
+    """The bytes are not a manifest regstore understands; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    """One reference of a manifest: the digest, and what the manifest says about it."""
+
+    digest: str
+    size: int | None
+    media_type: str | None
+    role: str  # "config", "layer", "blob" (artifact), "child", "subject"
+    foreign: bool = False  # carries `urls`: may legitimately be absent from the store
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A parsed manifest: its type and everything it references, split by what marking needs."""
+
+    digest: str
+    media_type: str
+    blobs: tuple[Descriptor, ...]  # config, layers, artifact blobs: plain blobs to keep
+    children: tuple[Descriptor, ...]  # manifests of an index or list, same repository
+    subject: Descriptor | None
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in (DOCKER_LIST, OCI_INDEX)
+
+
+def parse_manifest(data: bytes, digest: str) -> Manifest:
+    """Parse manifest bytes stored under ``digest`` into a :class:`Manifest`.
+
+    Raises :class:`ManifestError` for anything that is not one of the known manifest types
+    with well-formed descriptors: invalid JSON, wrong shapes, digests that are not canonical,
+    sizes that are not non-negative integers, a document larger than any real manifest.
+    """
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{len(data)} bytes, larger than any real manifest "
+                            f"({MAX_MANIFEST_BYTES} bytes at most)")
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ManifestError("JSON nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise ManifestError(f"JSON is a {type(doc).__name__}, not an object")
+    version = doc.get("schemaVersion")
+    if version == 1:
+        return _schema1(doc, digest)
+    if version != 2:
+        raise ManifestError(f"unknown schemaVersion {version!r}")
+    media_type = doc.get("mediaType")
+    if media_type is None:
+        # OCI makes mediaType optional: tell index and image manifest apart by their fields.
+        if "manifests" in doc and "layers" not in doc:
+            media_type = OCI_INDEX
+        elif "config" in doc or "layers" in doc:
+            media_type = OCI_MANIFEST
+        else:
+            raise ManifestError("no mediaType and neither 'manifests' nor 'layers'")
+    if media_type in (SCHEMA2, OCI_MANIFEST):
+        blobs = [_descriptor(doc.get("config"), "config", "config")]
+        blobs += [_descriptor(d, "layer", f"layers[{i}]") for i, d in enumerate(_list(doc, "layers"))]
+        return Manifest(digest, media_type, tuple(blobs), (), _subject(doc))
+    if media_type in (DOCKER_LIST, OCI_INDEX):
+        children = tuple(_descriptor(d, "child", f"manifests[{i}]")
+                         for i, d in enumerate(_list(doc, "manifests")))
+        return Manifest(digest, media_type, (), children, _subject(doc))
+    if media_type == OCI_ARTIFACT:
+        blobs = tuple(_descriptor(d, "blob", f"blobs[{i}]")
+                      for i, d in enumerate(_list(doc, "blobs", required=False)))
+        return Manifest(digest, media_type, blobs, (), _subject(doc))
+    raise ManifestError(f"unknown mediaType {str(media_type)[:100]!r}")
+
+
+def _schema1(doc: dict[str, Any], digest: str) -> Manifest:
+    layers = []
+    for i, entry in enumerate(_list(doc, "fsLayers")):
+        if not isinstance(entry, dict) or not _is_digest_value(entry.get("blobSum")):
+            raise ManifestError(f"fsLayers[{i}].blobSum is not a digest")
+        layers.append(Descriptor(entry["blobSum"], None, None, "layer"))
+    media_type = SCHEMA1_SIGNED if "signatures" in doc else SCHEMA1
+    return Manifest(digest, media_type, tuple(layers), (), None)
+
+
+def _list(doc: dict[str, Any], key: str, required: bool = True) -> list[Any]:
+    value = doc.get(key)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list):
+        raise ManifestError(f"'{key}' is {'missing' if value is None else 'not a list'}")
+    return value
+
+
+def _subject(doc: dict[str, Any]) -> Descriptor | None:
+    if doc.get("subject") is None:
+        return None
+    return _descriptor(doc["subject"], "subject", "subject")
+
+
+def _is_digest_value(value: Any) -> bool:
+    return isinstance(value, str) and is_digest(value)
+
+
+def _descriptor(value: Any, role: str, where: str) -> Descriptor:
+    if not isinstance(value, dict):
+        raise ManifestError(f"{where} is not a descriptor object")
+    digest = value.get("digest")
+    if not _is_digest_value(digest):
+        raise ManifestError(f"{where}.digest is not a digest: {str(digest)[:80]!r}")
+    size = value.get("size")
+    if size is not None and (type(size) is not int or size < 0):
+        raise ManifestError(f"{where}.size is not a non-negative integer")
+    media_type = value.get("mediaType")
+    if media_type is not None and not isinstance(media_type, str):
+        raise ManifestError(f"{where}.mediaType is not a string")
+    urls = value.get("urls")
+    return Descriptor(digest, size, media_type, role, foreign=bool(urls))

@@ -1,0 +1,207 @@
+"""The mark phase: which manifests are live, and every blob they reach.
+
+Without ``delete_untagged`` every linked revision is live, as in the registry's GC. With it,
+the live roots of a repository are the manifests its tags point at; from there liveness
+follows, within the repository, to the children of a live index (to any depth) and to the
+manifests whose ``subject`` is live (OCI 1.1 referrers), until nothing changes. Children of a
+tagged index stay: the registry 2.8 GC unlinks them (distribution#3004, #3178); referrers of a
+live image stay: no registry GC knows ``subject``.
+
+A blob is marked when a live manifest of any repository reaches it. When a live manifest cannot
+be read or understood, what it references is unknown: the mark is incomplete and says why, and
+the caller must not sweep.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from regstore import layout
+from regstore.findings import ERROR, WARNING, Finding
+from regstore.inventory import Inventory, Repository
+from regstore.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, parse_manifest
+from regstore.store.base import Store, StoreError
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Unusable:
+    """Why a manifest could not be used: ``missing`` (no blob), ``unreadable`` (I/O) or
+    ``invalid`` (not a manifest regstore understands)."""
+
+    reason: str
+    detail: str
+
+
+@dataclass
+class MarkResult:
+    """The outcome of the mark phase."""
+
+    marked: set[str] = field(default_factory=set)
+    live: dict[str, set[str]] = field(default_factory=dict)  # repo -> live manifest digests
+    dead: dict[str, set[str]] = field(default_factory=dict)  # repo -> revisions to unlink (-m)
+    kept_in_doubt: dict[str, set[str]] = field(default_factory=dict)  # untagged, unparsable
+    manifests: dict[str, Manifest | Unusable] = field(default_factory=dict)
+    problems: list[Finding] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when every live manifest was understood and the inventory was whole."""
+        return not any(p.severity == ERROR for p in self.problems)
+
+
+class ManifestCache:
+    """Reads each manifest blob once, whatever number of repositories link it."""
+
+    def __init__(self, store: Store, blobs: set[str], jobs: int = 8) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.jobs = jobs
+        self.loaded: dict[str, Manifest | Unusable] = {}
+
+    def prefetch(self, digests: Iterable[str], progress: Progress | None = None) -> None:
+        todo = [d for d in set(digests) if d not in self.loaded]
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            for digest, result in zip(todo, pool.map(self._load, todo)):
+                self.loaded[digest] = result
+                if progress:
+                    progress(1)
+
+    def get(self, digest: str) -> Manifest | Unusable:
+        if digest not in self.loaded:
+            self.loaded[digest] = self._load(digest)
+        return self.loaded[digest]
+
+    def _load(self, digest: str) -> Manifest | Unusable:
+        if digest not in self.blobs:
+            return Unusable("missing", "its blob is not in the blob store")
+        try:
+            data = self.store.read(layout.blob_data(digest), MAX_MANIFEST_BYTES)
+        except FileNotFoundError:
+            return Unusable("missing", "its blob directory has no data file")
+        except StoreError as exc:
+            if "larger than" in exc.message:
+                return Unusable("invalid", f"{exc.message}, larger than any real manifest")
+            return Unusable("unreadable", exc.message)
+        try:
+            return parse_manifest(data, digest)
+        except ManifestError as exc:
+            return Unusable("invalid", str(exc))
+
+
+def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 8,
+         progress: Progress | None = None) -> MarkResult:
+    """Mark every blob reachable from a live manifest of any repository of ``inventory``.
+
+    Reads each manifest blob once (in ``jobs`` threads), whatever number of repositories link
+    it. ``progress`` is called with the number of manifests read.
+    """
+    result = MarkResult(problems=list(inventory.blocking))
+    cache = ManifestCache(store, inventory.blobs, jobs)
+    cache.prefetch((d for r in inventory.repositories.values() for d in r.revisions), progress)
+    for repo in inventory.repositories.values():
+        _mark_repository(repo, cache, result, delete_untagged)
+    result.manifests = cache.loaded
+    return result
+
+
+def _roots(repo: Repository, delete_untagged: bool) -> set[str]:
+    tagged = {t.current for t in repo.tags.values() if t.current}
+    # Tag targets are roots in both modes: a tag that points at a manifest whose revision
+    # link is gone still names something an operator wants kept. A tag whose current link is
+    # unusable may point at anything it ever held: keep all of its history.
+    for tag in repo.tags.values():
+        if tag.bad_link:
+            tagged |= tag.index & repo.revisions
+    return tagged if delete_untagged else tagged | repo.revisions
+
+
+def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
+                     delete_untagged: bool) -> None:
+    referrers: dict[str, list[str]] = defaultdict(list)
+    if delete_untagged:
+        for digest in repo.revisions:
+            m = cache.get(digest)
+            if isinstance(m, Manifest) and m.subject is not None:
+                referrers[m.subject.digest].append(digest)
+    live: set[str] = set()
+    queue = list(_roots(repo, delete_untagged))
+    chain: dict[str, str] = {}  # child -> the index that made it live, for messages
+    while queue:
+        digest = queue.pop()
+        if digest in live:
+            continue
+        live.add(digest)
+        result.marked.add(digest)
+        for signature in repo.signatures.get(digest, ()):
+            result.marked.add(signature)  # 2.4's GC kept these; when in doubt, keep
+        m = cache.get(digest)
+        if isinstance(m, Unusable):
+            if m.reason == "missing" and digest not in repo.revisions and digest not in chain:
+                # A tag pointing at nothing at all (distribution#3899): nothing to protect.
+                result.problems.append(_dangling_tag(repo, digest))
+            else:
+                result.problems.append(_live_problem(repo, digest, m, chain.get(digest)))
+            continue
+        result.marked.update(d.digest for d in m.blobs)
+        for child in m.children:
+            chain.setdefault(child.digest, digest)
+            queue.append(child.digest)
+        queue.extend(referrers.get(digest, ()))
+    result.live[repo.name] = live
+    if delete_untagged:
+        _classify_untagged(repo, cache, result, live)
+
+
+def _classify_untagged(repo: Repository, cache: ManifestCache, result: MarkResult,
+                       live: set[str]) -> None:
+    dead, doubt = set(), set()
+    for digest in repo.revisions - live:
+        m = cache.get(digest)
+        if isinstance(m, Manifest) or m.reason == "missing":
+            dead.add(digest)
+        elif m.reason == "unreadable":
+            # It may be a referrer of a live image: its subject is unknown, so is what is live.
+            result.problems.append(Finding(
+                "unreadable-manifest", ERROR,
+                f"untagged manifest cannot be read ({m.detail}); it may be a referrer of a live "
+                "image, so nothing will be swept: fix the permissions or the disk",
+                digest=digest, repository=repo.name, key=layout.blob_data(digest)))
+            doubt.add(digest)
+        else:
+            result.problems.append(Finding(
+                "invalid-manifest", WARNING,
+                f"untagged revision is not a manifest regstore understands ({m.detail}); "
+                "its revision link is kept", digest=digest, repository=repo.name,
+                key=layout.blob_data(digest)))
+            doubt.add(digest)
+    result.dead[repo.name] = dead
+    if doubt:
+        result.kept_in_doubt[repo.name] = doubt
+
+
+def _live_problem(repo: Repository, digest: str, m: Unusable, parent: str | None) -> Finding:
+    tags = sorted(t.name for t in repo.tags.values() if t.current == digest)
+    images = tuple(f"{repo.name}:{t}" for t in tags) or (f"{repo.name}@{digest}",)
+    via = f" (a child of {parent})" if parent else ""
+    what = {"missing": "is missing", "unreadable": "cannot be read",
+            "invalid": "is not a manifest regstore understands"}[m.reason]
+    return Finding(
+        f"{m.reason}-manifest" if m.reason != "missing" else "missing-manifest", ERROR,
+        f"live manifest{via} {what} ({m.detail}); what it references is unknown, so nothing "
+        "will be swept. Restore the blob (re-push the image), or delete the manifest through "
+        "the registry's API, or run with --ignore-broken-manifests to sweep anyway",
+        digest=digest, repository=repo.name, key=layout.blob_data(digest), images=images)
+
+
+def _dangling_tag(repo: Repository, digest: str) -> Finding:
+    tags = sorted(t.name for t in repo.tags.values() if t.current == digest)
+    return Finding(
+        "dangling-tag", WARNING,
+        f"tag points at {digest}, which has neither a revision link nor a blob; pulls of it "
+        "fail with 'manifest unknown': re-push the image or delete the tag",
+        digest=digest, repository=repo.name, images=tuple(f"{repo.name}:{t}" for t in tags))

@@ -1,0 +1,91 @@
+"""What regstore needs from a storage backend, and nothing more.
+
+Keys are relative to ``<root>/docker/registry/v2`` and use ``/`` separators; they are built by
+:mod:`regstore.layout` from validated names only. A backend never interprets keys beyond that,
+and the algorithms never know which backend they run on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator, Protocol
+
+
+class StoreError(Exception):
+    """An operation on the store failed; ``key`` says where."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+class ReadOnlyStore(StoreError):
+    """A removal was attempted on a store opened for reading only (a dry run, or verify)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DirEntry:
+    """One child of a listed directory. ``kind`` is "dir", "file", "symlink" or "other"."""
+
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One file found by :meth:`Store.walk`: its key and, where the backend has them for free,
+    its size and modification time (seconds since the epoch)."""
+
+    key: str
+    kind: str  # "file", "symlink", "other"
+    size: int | None = None
+    mtime: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    size: int
+    mtime: float
+    is_dir: bool = False
+
+
+class Store(Protocol):
+    """A registry store's ``docker/registry/v2`` tree, on some backend."""
+
+    #: Where the store lives, for messages (a path or a URL-like name).
+    location: str
+    #: False when opened for reading only: every removal raises :class:`ReadOnlyStore`.
+    writable: bool
+
+    def exists(self) -> bool:
+        """Whether the ``docker/registry/v2`` tree is there at all."""
+
+    def list_dir(self, key: str) -> list[DirEntry]:
+        """The children of directory ``key``; ``[]`` if it does not exist. Symlinks are
+        reported as such and never followed. Raises :class:`StoreError` if it cannot be read."""
+
+    def walk(self, key: str) -> Iterator[FileEntry]:
+        """Every non-directory below ``key``, recursively, without following symlinks.
+        Raises :class:`StoreError` when any part of the subtree cannot be listed: a walk is
+        complete or it fails, so nobody mistakes a partial listing for the whole."""
+
+    def stat(self, key: str) -> Stat | None:
+        """Size and mtime of ``key`` (not following a final symlink), or None if absent."""
+
+    def read(self, key: str, max_bytes: int) -> bytes:
+        """The content of file ``key``. Raises FileNotFoundError if it is absent,
+        :class:`StoreError` if it cannot be read or is larger than ``max_bytes``."""
+
+    def open(self, key: str) -> BinaryIO:
+        """A binary stream of file ``key`` for hashing large blobs."""
+
+    def remove_file(self, key: str) -> None:
+        """Remove one file. Absent is not an error (the goal is reached)."""
+
+    def remove_tree(self, key: str) -> None:
+        """Remove directory ``key`` and all below it, never following symlinks.
+        Absent is not an error."""
+
+    def remove_empty_dirs(self, key: str, stop: str) -> None:
+        """Remove ``key`` and then its parents while they are empty, never ``stop`` or above."""

@@ -1,0 +1,184 @@
+"""The filesystem backend: a registry root directory on a local or mounted disk."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat as stat_mod
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from regstore.layout import V2_PREFIX
+from regstore.store.base import DirEntry, FileEntry, ReadOnlyStore, Stat, StoreError
+
+
+def _kind(entry: os.DirEntry[str]) -> str:
+    # d_type answers these without a stat call on Linux; follow_symlinks=False keeps a
+    # symlink a symlink, so nothing below the root is ever followed.
+    if entry.is_symlink():
+        return "symlink"
+    if entry.is_dir(follow_symlinks=False):
+        return "dir"
+    if entry.is_file(follow_symlinks=False):
+        return "file"
+    return "other"
+
+
+def _check_key(key: str) -> None:
+    parts = key.split("/")
+    if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise StoreError(key, "refusing a key that is not a plain relative path")
+
+
+class FilesystemStore:
+    """A store under ``<root>/docker/registry/v2``.
+
+    The root and the ``docker/registry/v2`` directories may themselves be symlinks (operators
+    move stores to other disks that way); they are resolved once. Below them no symlink is
+    followed, and every removal re-checks that its target lies inside the resolved tree.
+    """
+
+    def __init__(self, root: Path, writable: bool = False) -> None:
+        self.root = Path(root)
+        self.location = str(self.root)
+        self.writable = writable
+        self.v2 = Path(os.path.realpath(self.root / V2_PREFIX))
+
+    def path(self, key: str) -> Path:
+        _check_key(key)
+        return self.v2 / key
+
+    def exists(self) -> bool:
+        return self.v2.is_dir()
+
+    def list_dir(self, key: str) -> list[DirEntry]:
+        try:
+            with os.scandir(self.path(key)) as it:
+                return [DirEntry(e.name, _kind(e)) for e in it]
+        except FileNotFoundError:
+            return []
+        except NotADirectoryError:
+            raise StoreError(key, "expected a directory, found a file") from None
+        except OSError as exc:
+            raise StoreError(key, f"cannot list: {exc.strerror or exc}") from None
+
+    def walk(self, key: str) -> Iterator[FileEntry]:
+        top = self.path(key)
+        if not top.is_dir() or top.is_symlink():
+            return
+        stack = [(str(top), key)]
+        while stack:
+            path, prefix = stack.pop()
+            try:
+                with os.scandir(path) as it:
+                    entries = [(e.name, _kind(e)) for e in it]
+            except FileNotFoundError:
+                continue  # removed while we walked: nothing left to report
+            except OSError as exc:
+                raise StoreError(prefix, f"cannot list: {exc.strerror or exc}") from None
+            for name, kind in entries:
+                if kind == "dir":
+                    stack.append((f"{path}/{name}", f"{prefix}/{name}"))
+                else:
+                    yield FileEntry(f"{prefix}/{name}", kind)
+
+    def stat(self, key: str) -> Stat | None:
+        try:
+            st = os.lstat(self.path(key))
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            return None
+        except OSError as exc:
+            raise StoreError(key, f"cannot stat: {exc.strerror or exc}") from None
+        return Stat(st.st_size, st.st_mtime, stat_mod.S_ISDIR(st.st_mode))
+
+    def read(self, key: str, max_bytes: int) -> bytes:
+        fd = self._open_fd(key)
+        try:
+            with os.fdopen(fd, "rb") as f:
+                data = f.read(max_bytes + 1)
+        except OSError as exc:
+            raise StoreError(key, f"cannot read: {exc.strerror or exc}") from None
+        if len(data) > max_bytes:
+            raise StoreError(key, f"larger than {max_bytes} bytes")
+        return data
+
+    def open(self, key: str) -> BinaryIO:
+        return os.fdopen(self._open_fd(key), "rb")
+
+    def _open_fd(self, key: str) -> int:
+        try:
+            return os.open(self.path(key), os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise
+        except NotADirectoryError:
+            raise FileNotFoundError(key) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StoreError(key, "is a symlink; regstore does not follow symlinks") from None
+            raise StoreError(key, f"cannot open: {exc.strerror or exc}") from None
+
+    # --- removals -------------------------------------------------------------------------
+
+    def _removable(self, key: str) -> Path | None:
+        """The path to remove, after checking it is inside the tree and not a symlink."""
+        if not self.writable:
+            raise ReadOnlyStore(key, "store opened read-only; nothing may be removed")
+        path = self.path(key)
+        parent = os.path.realpath(path.parent)
+        if parent != str(self.v2) and not parent.startswith(str(self.v2) + os.sep):
+            raise StoreError(key, "resolves outside the storage root; not removed")
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        if stat_mod.S_ISLNK(st.st_mode):
+            raise StoreError(key, "is a symlink; regstore never removes through symlinks")
+        return path
+
+    def remove_file(self, key: str) -> None:
+        path = self._removable(key)
+        if path is None:
+            return
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass  # gone already: the removal's goal holds
+        except OSError as exc:
+            raise StoreError(key, f"cannot remove: {exc.strerror or exc}") from None
+
+    def remove_tree(self, key: str) -> None:
+        path = self._removable(key)
+        if path is None:
+            return
+        failures: list[str] = []
+
+        def onerror(func: object, failed: str, exc_info: object) -> None:
+            failures.append(failed)
+
+        if not path.is_dir():
+            raise StoreError(key, "expected a directory, found a file; not removed")
+        shutil.rmtree(path, onerror=onerror)
+        if failures and path.exists():
+            raise StoreError(key, f"could not remove {len(failures)} entries below it")
+
+    def remove_empty_dirs(self, key: str, stop: str) -> None:
+        if not self.writable:
+            raise ReadOnlyStore(key, "store opened read-only; nothing may be removed")
+        _check_key(stop)
+        if not (key + "/").startswith(stop + "/") or key == stop:
+            return
+        parts = key.split("/")
+        stop_depth = len(stop.split("/"))
+        while len(parts) > stop_depth:
+            try:
+                os.rmdir(self.path("/".join(parts)))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                    return
+                raise StoreError("/".join(parts), f"cannot remove: {exc.strerror or exc}") from None
+            parts.pop()

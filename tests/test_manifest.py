@@ -1,0 +1,84 @@
+import json
+
+import pytest
+
+from regstore.manifest import (DOCKER_LIST, MAX_MANIFEST_BYTES, OCI_ARTIFACT, OCI_INDEX,
+                               OCI_MANIFEST, SCHEMA1, SCHEMA1_SIGNED, SCHEMA2, ManifestError,
+                               parse_manifest)
+
+A, B, C = ("sha256:" + c * 64 for c in "abc")
+
+
+def desc(d, size=10, **kw):
+    return {"mediaType": "x", "digest": d, "size": size, **kw}
+
+
+def parse(doc):
+    return parse_manifest(json.dumps(doc).encode(), "sha256:" + "f" * 64)
+
+
+def test_schema2_references_config_and_layers():
+    m = parse({"schemaVersion": 2, "mediaType": SCHEMA2, "config": desc(A),
+               "layers": [desc(B), desc(C, urls=["https://example.invalid/x"])]})
+    assert m.media_type == SCHEMA2
+    assert [(d.digest, d.role, d.foreign) for d in m.blobs] == \
+        [(A, "config", False), (B, "layer", False), (C, "layer", True)]
+    assert m.children == () and m.subject is None
+
+
+def test_oci_manifest_without_media_type_and_with_subject():
+    m = parse({"schemaVersion": 2, "config": desc(A), "layers": [], "subject": desc(B)})
+    assert m.media_type == OCI_MANIFEST
+    assert m.subject.digest == B
+    assert [d.digest for d in m.blobs] == [A]
+
+
+@pytest.mark.parametrize("media_type", [DOCKER_LIST, OCI_INDEX, None])
+def test_index_children(media_type):
+    doc = {"schemaVersion": 2, "manifests": [desc(A), desc(B)]}
+    if media_type:
+        doc["mediaType"] = media_type
+    m = parse(doc)
+    assert m.is_index and [c.digest for c in m.children] == [A, B] and m.blobs == ()
+
+
+def test_artifact_manifest():
+    m = parse({"mediaType": OCI_ARTIFACT, "schemaVersion": 2, "artifactType": "x",
+               "blobs": [desc(A)], "subject": desc(B)})
+    assert [d.digest for d in m.blobs] == [A] and m.subject.digest == B
+
+
+def test_schema1_unsigned_and_signed():
+    doc = {"schemaVersion": 1, "name": "app", "tag": "v1", "architecture": "amd64",
+           "fsLayers": [{"blobSum": A}, {"blobSum": B}], "history": []}
+    assert parse(doc).media_type == SCHEMA1
+    assert [d.digest for d in parse(doc).blobs] == [A, B]
+    doc["signatures"] = [{"header": {}, "signature": "x", "protected": "y"}]
+    assert parse(doc).media_type == SCHEMA1_SIGNED
+
+
+@pytest.mark.parametrize("data,why", [
+    (b"", "not valid JSON"),
+    (b"\xff\xfe", "not valid JSON"),
+    (b"[1,2]", "not an object"),
+    (b'{"schemaVersion": 3}', "schemaVersion"),
+    (b'{"schemaVersion": 2, "mediaType": "text/plain"}', "unknown mediaType"),
+    (b'{"schemaVersion": 2}', "neither"),
+    (json.dumps({"schemaVersion": 2, "mediaType": SCHEMA2, "layers": []}).encode(), "config"),
+    (json.dumps({"schemaVersion": 2, "mediaType": SCHEMA2, "config": desc("sha256:../../etc"),
+                 "layers": []}).encode(), "not a digest"),
+    (json.dumps({"schemaVersion": 2, "mediaType": SCHEMA2, "config": desc(A, size=-1),
+                 "layers": []}).encode(), "size"),
+    (json.dumps({"schemaVersion": 2, "mediaType": SCHEMA2, "config": desc(A, size="12"),
+                 "layers": []}).encode(), "size"),
+    (json.dumps({"schemaVersion": 2, "mediaType": SCHEMA2, "config": desc(A),
+                 "layers": {"a": 1}}).encode(), "not a list"),
+    (json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [A]}).encode(),
+     "descriptor"),
+    (json.dumps({"schemaVersion": 1, "fsLayers": [{"blobSum": "nope"}]}).encode(), "blobSum"),
+    (b"[" * 100000 + b"]" * 100000, "deeply"),
+    (b" " * (MAX_MANIFEST_BYTES + 1), "larger than any real manifest"),
+])
+def test_malformed_manifests_are_errors_with_a_reason(data, why):
+    with pytest.raises(ManifestError, match=why):
+        parse_manifest(data, A)

@@ -1,0 +1,145 @@
+import os
+
+from regstore import layout
+from regstore.inventory import take_inventory
+from regstore.manifest import DOCKER_LIST, OCI_MANIFEST
+from regstore.mark import mark
+from regstore.store import FilesystemStore
+from tests.builders import StoreBuilder, build_store
+
+
+def run_mark(root, delete_untagged=False):
+    store = FilesystemStore(root)
+    inv = take_inventory(store)
+    return inv, mark(store, inv, delete_untagged)
+
+
+def test_shared_layers_across_repositories_stay_while_one_user_lives(tmp_path):
+    b, d = build_store(tmp_path, {"app": {"v1": [b"base", b"app"]}, "team/db": {"v1": [b"base"]}})
+    orphan = b.blob(b"nobody needs me")
+    inv, marks = run_mark(tmp_path)
+    assert inv.blobs - marks.marked == {orphan}
+    assert set(inv.repositories) == {"app", "team/db"}
+    assert marks.complete
+
+
+def test_untagged_revision_is_live_without_m_and_dead_with_it(tmp_path):
+    b, d = build_store(tmp_path, {"app": {"v1": [b"a"]}})
+    old = b.image("app", [b"old layer"])  # pushed by digest, never tagged
+    _, plain = run_mark(tmp_path)
+    assert old in plain.marked and not plain.dead.get("app")
+    _, m = run_mark(tmp_path, delete_untagged=True)
+    assert m.dead["app"] == {old}
+    assert old not in m.marked and d["app:v1"] in m.marked
+
+
+def test_children_of_a_tagged_index_stay_with_m(tmp_path):
+    # distribution#3004: the registry 2.8 GC unlinks these children and sweeps their layers.
+    b = StoreBuilder(tmp_path)
+    amd = b.image("multi", [b"amd64 layer"])
+    arm = b.image("multi", [b"arm64 layer"])
+    inner = b.index("multi", [arm])
+    top = b.index("multi", [amd, inner], tag="latest")
+    inv, m = run_mark(tmp_path, delete_untagged=True)
+    assert m.live["multi"] == {top, inner, amd, arm}
+    assert not m.dead["multi"]
+    assert inv.blobs <= m.marked
+
+
+def test_docker_manifest_list_children_stay(tmp_path):
+    b = StoreBuilder(tmp_path)
+    child = b.image("app", [b"layer"])
+    b.index("app", [child], tag="v1", media_type=DOCKER_LIST)
+    inv, m = run_mark(tmp_path, delete_untagged=True)
+    assert child in m.live["app"] and inv.blobs <= m.marked
+
+
+def test_referrers_of_live_manifests_stay_and_of_dead_ones_go(tmp_path):
+    b = StoreBuilder(tmp_path)
+    image = b.image("app", [b"layer"], tag="v1", media_type=OCI_MANIFEST)
+    sig = b.image("app", [b"signature"], media_type=OCI_MANIFEST, subject=image)
+    sig_of_sig = b.image("app", [b"countersig"], media_type=OCI_MANIFEST, subject=sig)
+    dead = b.image("app", [b"old"], media_type=OCI_MANIFEST)
+    sbom_of_dead = b.image("app", [b"old sbom"], media_type=OCI_MANIFEST, subject=dead)
+    _, m = run_mark(tmp_path, delete_untagged=True)
+    assert {image, sig, sig_of_sig} == m.live["app"]
+    assert m.dead["app"] == {dead, sbom_of_dead}
+
+
+def test_referrer_does_not_keep_its_subject(tmp_path):
+    b = StoreBuilder(tmp_path)
+    subject = b.image("app", [b"layer"], media_type=OCI_MANIFEST)
+    b.image("app", [b"sig"], tag="sig", media_type=OCI_MANIFEST, subject=subject)
+    _, m = run_mark(tmp_path, delete_untagged=True)
+    assert subject in m.dead["app"]
+
+
+def test_missing_live_manifest_makes_the_mark_incomplete(tmp_path):
+    b, d = build_store(tmp_path, {"app": {"v1": [b"a"]}, "other": {"v1": [b"b"]}})
+    os.remove(b.path(layout.blob_data(d["app:v1"])))
+    _, m = run_mark(tmp_path)
+    assert not m.complete
+    [problem] = [p for p in m.problems if p.severity == "error"]
+    assert problem.kind == "missing-manifest" and problem.digest == d["app:v1"]
+    assert problem.images == ("app:v1",)
+
+
+def test_invalid_live_manifest_makes_the_mark_incomplete(tmp_path):
+    b, d = build_store(tmp_path, {"app": {"v1": [b"a"]}})
+    b.path(layout.blob_data(d["app:v1"])).write_bytes(b"{not json")
+    _, m = run_mark(tmp_path, delete_untagged=True)
+    assert [p.kind for p in m.problems] == ["invalid-manifest"] and not m.complete
+
+
+def test_index_cycle_terminates(tmp_path):
+    b = StoreBuilder(tmp_path)
+    # An index cannot name its own digest, but a store can be edited to hold a cycle:
+    # two revisions whose "children" name each other through their blob contents.
+    a = b.index("app", [b.image("app", [b"x"])], tag="a")
+    import json
+    doc = json.loads(b.path(layout.blob_data(a)).read_bytes())
+    doc["manifests"].append({"mediaType": "x", "digest": a, "size": 1})
+    b.path(layout.blob_data(a)).write_bytes(json.dumps(doc).encode())  # now refers to itself
+    _, m = run_mark(tmp_path, delete_untagged=True)
+    assert a in m.live["app"]
+
+
+def test_repository_without_tags_dir_is_fine_with_m(tmp_path):
+    b = StoreBuilder(tmp_path)
+    r = b.image("lonely", [b"x"])
+    b.image("app", [b"y"], tag="v1")
+    inv, m = run_mark(tmp_path, delete_untagged=True)
+    assert not inv.repositories["lonely"].has_tags_dir
+    assert m.dead["lonely"] == {r} and m.complete
+
+
+def test_bad_current_link_keeps_the_whole_tag_history(tmp_path):
+    b = StoreBuilder(tmp_path)
+    v1 = b.image("app", [b"one"], tag="v1")
+    v2 = b.image("app", [b"two"], tag="v1")
+    b.path(layout.tag_current_link("app", "v1")).write_bytes(b"")
+    _, m = run_mark(tmp_path, delete_untagged=True)
+    assert {v1, v2} <= m.live["app"] and not m.dead["app"]
+    assert m.complete
+
+
+def test_dangling_tag_is_a_warning_not_a_block(tmp_path):
+    b, d = build_store(tmp_path, {"app": {"v1": [b"a"]}})
+    ghost = "sha256:" + "e" * 64
+    b.tag("app", "ghost", ghost)
+    _, m = run_mark(tmp_path, delete_untagged=True)
+    assert m.complete
+    assert [(p.kind, p.severity) for p in m.problems] == [("dangling-tag", "warning")]
+
+
+def test_each_manifest_is_read_once_across_repositories(tmp_path, monkeypatch):
+    b = StoreBuilder(tmp_path)
+    shared = b.image("a", [b"x"], tag="v1")
+    for repo in ("b", "c", "d"):
+        b.image(repo, [b"x"], tag="v1")  # same bytes, same digest
+    store = FilesystemStore(tmp_path)
+    reads = []
+    real_read = store.read
+    monkeypatch.setattr(store, "read", lambda k, n: reads.append(k) or real_read(k, n))
+    mark(store, take_inventory(store), True)
+    assert reads.count(layout.blob_data(shared)) == 1
