@@ -1,0 +1,125 @@
+import os
+
+import pytest
+
+from regstore import layout
+from regstore.inventory import take_inventory
+from regstore.mark import mark
+from regstore.store import FilesystemStore, ReadOnlyStore
+from regstore.sweep import BLOB, LAYER_LINK, MANIFEST, TAG_INDEX, apply_plan, build_plan
+from tests.builders import StoreBuilder, build_store
+
+
+def plan_for(root, delete_untagged=False, writable=False):
+    store = FilesystemStore(root, writable=writable)
+    inv = take_inventory(store)
+    marks = mark(store, inv, delete_untagged)
+    return store, build_plan(store, inv, marks)
+
+
+def tree(root):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames + [d for d in dirnames if not os.listdir(os.path.join(dirpath, d))]:
+            p = os.path.join(dirpath, name)
+            out[os.path.relpath(p, root)] = open(p, "rb").read() if os.path.isfile(p) else None
+    return out
+
+
+def test_plan_lists_orphans_with_sizes_and_links_to_missing_blobs(tmp_path):
+    b, d = build_store(tmp_path, {"app": {"v1": [b"a"]}})
+    orphan = b.layer("app", b"12345")  # pushed, never used by a manifest
+    ghost = "sha256:" + "9" * 64
+    b.link_layer("app", ghost)  # link whose blob is already gone
+    _, plan = plan_for(tmp_path)
+    assert [(i.kind, i.digest, i.size) for i in plan.of_kind(BLOB)] == [(BLOB, orphan, 5)]
+    assert sorted(i.digest for i in plan.of_kind(LAYER_LINK)) == sorted([orphan, ghost])
+    assert plan.blob_bytes == 5
+
+
+def test_untagged_manifest_goes_with_its_tag_history(tmp_path):
+    b = StoreBuilder(tmp_path)
+    v1 = b.image("app", [b"one"], tag="latest")
+    v2 = b.image("app", [b"two"], tag="latest")  # overwrites the tag: v1 is untagged now
+    store, plan = plan_for(tmp_path, delete_untagged=True, writable=True)
+    assert [(i.kind, i.digest) for i in plan.of_kind(MANIFEST)] == [(MANIFEST, v1)]
+    assert [(i.tag, i.digest) for i in plan.of_kind(TAG_INDEX)] == [("latest", v1)]
+    result = apply_plan(store, plan)
+    assert not result.failed and not result.skipped
+    assert not b.path(layout.revision_dir("app", v1)).exists()
+    assert not b.path(layout.tag_index_entry_dir("app", "latest", v1)).exists()
+    assert not b.path(layout.blob_dir(v1)).exists()
+    assert b.path(layout.blob_data(v2)).exists()
+    assert b.path(layout.tag_index_entry_dir("app", "latest", v2)).exists()
+    _, again = plan_for(tmp_path, delete_untagged=True)
+    assert again.items == []
+
+
+def test_dry_run_store_refuses_every_removal(tmp_path):
+    b, _ = build_store(tmp_path, {"app": {"v1": [b"a"]}})
+    b.blob(b"orphan")
+    before = tree(tmp_path)
+    store, plan = plan_for(tmp_path, writable=False)
+    result = apply_plan(store, plan)
+    assert result.removed == []
+    with pytest.raises(ReadOnlyStore):
+        store.remove_tree(plan.items[0].key)
+    assert tree(tmp_path) == before
+
+
+def test_sweep_removes_empty_parents_but_keeps_the_skeleton(tmp_path):
+    b, _ = build_store(tmp_path, {"app": {"v1": [b"a"]}})
+    orphan = b.layer("app", b"orphan")
+    store, plan = plan_for(tmp_path, writable=True)
+    apply_plan(store, plan)
+    alg, hex_ = orphan.split(":")
+    assert not b.path(f"blobs/sha256/{hex_[:2]}").exists() or \
+        os.listdir(b.path(f"blobs/sha256/{hex_[:2]}"))
+    assert b.path("blobs/sha256").is_dir()
+    assert b.path(layout.layers_dir("app")).is_dir()
+
+
+def test_retagged_manifest_is_not_unlinked(tmp_path):
+    b = StoreBuilder(tmp_path)
+    v1 = b.image("app", [b"one"], tag="latest")
+    b.image("app", [b"two"], tag="latest")
+    store, plan = plan_for(tmp_path, delete_untagged=True, writable=True)
+    b.tag("app", "again", v1)  # somebody tags it between plan and sweep
+    result = apply_plan(store, plan)
+    assert [(i.kind, why) for i, why in result.skipped][:1] == [(MANIFEST, "a tag points at it now")]
+    assert b.path(layout.revision_link("app", v1)).exists()
+    assert b.path(layout.blob_data(v1)).exists(), "blobs wait when a manifest stayed"
+
+
+def test_changed_blob_is_not_removed(tmp_path):
+    b, _ = build_store(tmp_path, {"app": {"v1": [b"a"]}})
+    orphan = b.blob(b"orphan")
+    store, plan = plan_for(tmp_path, writable=True)
+    data = b.path(layout.blob_data(orphan))
+    os.utime(data, (1, 1))
+    result = apply_plan(store, plan)
+    assert [why for _, why in result.skipped] == ["its data changed since the plan was made"]
+    assert data.exists()
+
+
+def test_symlinked_blob_is_never_removed_or_followed(tmp_path):
+    b, _ = build_store(tmp_path, {"app": {"v1": [b"a"]}})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "data").write_bytes(b"precious")
+    hex_ = "7" * 64
+    (b.path("blobs/sha256/77")).mkdir(parents=True)
+    os.symlink(outside, b.path(f"blobs/sha256/77/{hex_}"))
+    store, plan = plan_for(tmp_path, writable=True)
+    assert all(i.digest != f"sha256:{hex_}" for i in plan.items)
+    apply_plan(store, plan)
+    assert (outside / "data").read_bytes() == b"precious"
+
+
+def test_remove_refuses_paths_outside_the_root(tmp_path):
+    build_store(tmp_path, {"app": {"v1": [b"a"]}})
+    store = FilesystemStore(tmp_path, writable=True)
+    from regstore.store import StoreError
+    for key in ("../x", "blobs/../../x", "/etc", "blobs//x"):
+        with pytest.raises(StoreError):
+            store.remove_tree(key)
