@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,11 +36,15 @@ from tests.support.registry import (
     write_config,
 )
 
-registry = pytest.mark.skipif(
+_no_registry = pytest.mark.skipif(
     registry_binary() is None,
     reason="docker-registry (Debian's CNCF Distribution 2.8) is not on PATH",
 )
-pytestmark = [pytest.mark.registry, registry]
+
+
+def needs_registry(test: Callable[..., None]) -> Callable[..., None]:
+    """Mark a test as driving the real registry, skipped when it is not installed."""
+    return pytest.mark.registry(_no_registry(test))
 
 
 def tree_digest(root: Path) -> str:
@@ -75,6 +80,7 @@ def push_image(client: RegistryClient, repo: str, tag: str, layers: list[bytes])
     return client.push_manifest(repo, tag, json.dumps(manifest).encode(), MEDIA_TYPE_SCHEMA2)
 
 
+@needs_registry
 def test_push_pull_round_trip(tmp_path: Path) -> None:
     with RealRegistry(tmp_path / "root", workdir=tmp_path / "work") as reg:
         client = reg.client
@@ -96,6 +102,7 @@ def test_push_pull_round_trip(tmp_path: Path) -> None:
     assert reg.config_path.name == "config.yml"
 
 
+@needs_registry
 def test_pull_all_names_a_wrong_digest(tmp_path: Path) -> None:
     with RealRegistry(tmp_path / "root", workdir=tmp_path / "work") as reg:
         dgst = push_image(reg.client, "app", "v1", [b"x" * 300])
@@ -104,6 +111,7 @@ def test_pull_all_names_a_wrong_digest(tmp_path: Path) -> None:
         assert pull_manifest_by_digest(reg.client, "app", dgst)
 
 
+@needs_registry
 def test_readonly_registry_refuses_pushes(tmp_path: Path) -> None:
     with RealRegistry(tmp_path / "root", workdir=tmp_path / "work", readonly=True) as reg:
         with pytest.raises(RegistryHTTPError) as error:
@@ -111,6 +119,7 @@ def test_readonly_registry_refuses_pushes(tmp_path: Path) -> None:
     assert error.value.status == 405
 
 
+@needs_registry
 def test_startup_failure_reports_the_log(tmp_path: Path) -> None:
     broken = {"log": {"formatter": "no-such-formatter"}}
     with pytest.raises(RuntimeError, match="no-such-formatter"):
@@ -118,6 +127,7 @@ def test_startup_failure_reports_the_log(tmp_path: Path) -> None:
             pass
 
 
+@needs_registry
 @pytest.mark.parametrize("name", fixture_names())
 def test_every_recorded_image_pulls_from_a_copy(tmp_path: Path, name: str) -> None:
     record = fixture_record(name)
@@ -145,6 +155,7 @@ def test_copy_restores_the_empty_directories_git_drops(tmp_path: Path) -> None:
         assert (root / relative).is_dir()
 
 
+@needs_registry
 def test_schema1_is_served_signed_without_schema1_enabled(tmp_path: Path) -> None:
     record = fixture_record("schema1")
     root = copy_fixture("schema1", tmp_path / "root")
@@ -167,6 +178,7 @@ def test_schema1_is_served_signed_without_schema1_enabled(tmp_path: Path) -> Non
             assert sha256_digest(stored.read_bytes()) == dgst
 
 
+@needs_registry
 def test_real_gc_dry_run_on_mixed(tmp_path: Path) -> None:
     record = fixture_record("mixed")
     root = copy_fixture("mixed", tmp_path / "root")
@@ -184,6 +196,7 @@ def test_real_gc_dry_run_on_mixed(tmp_path: Path) -> None:
     assert tree_digest(root) == before
 
 
+@needs_registry
 def test_real_gc_delete_untagged_breaks_a_manifest_list(tmp_path: Path) -> None:
     # 2.8's -m unlinks the untagged children of a tagged manifest list (distribution#3004):
     # the harness must see the breakage, or it could not vouch for regstore.
@@ -240,6 +253,7 @@ def test_parse_gc_output_reads_repository_context_and_logrus() -> None:
         )
 
 
+@needs_registry
 def test_referrer_push_with_empty_config(tmp_path: Path) -> None:
     with RealRegistry(tmp_path / "root", workdir=tmp_path / "work") as reg:
         client = reg.client
