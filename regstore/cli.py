@@ -175,7 +175,9 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
             "pass --force; --dry-run is always safe")
     command = "regstore gc" + (" --dry-run" if args.dry_run else "") + \
               (" -m" if args.delete_untagged else "")
-    notes: list[str] = []
+    notes: list[str] = [f"config: {w}" for w in cfg.warnings]
+    for note in notes:
+        out.problem(f"warning: {note}")
     with StoreLock(store.root, command, exclusive=sweeping) as lock:
         if lock.stale:
             notes.append(f"took over a stale lock left by {lock.stale}")
