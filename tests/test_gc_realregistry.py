@@ -155,3 +155,20 @@ def test_a_real_sweep_refuses_a_registry_that_is_not_read_only(tmp_path):
     assert code == report["exit_code"] == 4
     assert "read-only" in report["error"] and "--force" in report["error"]
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+
+def test_repository_without_tags_directory(tmp_path):
+    """2.8 aborts -m when a repository has revisions but no _manifests/tags; regstore treats
+    its revisions as untagged and goes on."""
+    root = copy_fixture("mixed", tmp_path / "store")
+    import shutil
+    shutil.rmtree(root / V2 / "repositories/tools/_manifests/tags")
+    config = write_config(tmp_path / "config.yml", root)
+    real = run_real_gc(config, dry_run=True, delete_untagged=True, check=False)
+    assert not real.ok
+    code, report = regstore_json(["gc", "--dry-run", "-m", str(config)])
+    assert code == 0
+    revisions = {f"sha256:{h}" for h in
+                 os.listdir(root / V2 / "repositories/tools/_manifests/revisions/sha256")}
+    assert {i["digest"] for i in report["items"]
+            if i["kind"] == "manifest" and i["repository"] == "tools"} == revisions
