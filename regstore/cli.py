@@ -7,24 +7,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TextIO
 
 from regstore import __version__
 from regstore.config import ConfigError, RegistryConfig, config_for_root, default_config_path, \
-    load_config, require_filesystem
+    load_config, parse_age, require_filesystem
 from regstore.errors import EXIT_CONFIG, EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, \
-    NotReadOnly, RegstoreError, StoreNotFound
+    NotReadOnly, RegstoreError, SafetyValve, StoreNotFound
 from regstore.findings import ERROR, Finding
-from regstore.inventory import take_inventory
+from regstore.holding import Holding, recover, restore_runs, runs_in
+from regstore.inventory import Inventory, take_inventory
+from regstore.layout import is_upload_id
 from regstore.lock import StoreLock
-from regstore.mark import mark
+from regstore.mark import late_references, mark
 from regstore.report import JSON_FORMAT, apply_lines, finding_line, gc_json, plan_lines, plan_summary
 from regstore.store.filesystem import FilesystemStore
-from regstore.sweep import apply_plan, build_plan
+from regstore.sweep import BLOB, PlanOptions, SweepPlan, apply_plan, build_plan, upload_started
 
 EXIT_CODES = """\
 exit codes:
@@ -35,6 +39,7 @@ exit codes:
   4    refused: the registry is not in read-only mode (see --force)
   5    another regstore run holds the store's lock
   6    mark incomplete: a live manifest or part of the tree could not be read; nothing swept
+  7    safety valve: the plan would remove an abnormal share of the blobs; nothing removed
   130  interrupted
 """
 
@@ -87,8 +92,69 @@ def build_parser() -> argparse.ArgumentParser:
                          "RISK: blobs only those manifests reference are removed, so repairing "
                          "them later (e.g. restoring a manifest from a backup) will not bring "
                          "their layers back")
+    gc.add_argument("--min-age", type=_age, metavar="AGE",
+                    help="grace period: keep anything written less than AGE ago (30m, 2h, 7d; "
+                         f"0 for none; default {DEFAULT_MIN_AGE}). Given explicitly and not 0, "
+                         "it lets a sweep run while the registry accepts pushes")
+    gc.add_argument("--uploads-older-than", type=_age, metavar="AGE",
+                    help="remove uploads started more than AGE ago (default: the config's "
+                         "storage.maintenance.uploadpurging.age, 168h)")
+    gc.add_argument("--keep-uploads", action="store_true", help="remove no upload")
+    gc.add_argument("--delete-empty-repos", action="store_true",
+                    help="remove repositories the sweep leaves with no manifest, tag, layer "
+                         "link or upload")
+    gc.add_argument("--quarantine", type=Path, metavar="DIR",
+                    help="move what the sweep removes into DIR (same filesystem) instead of "
+                         "deleting it; `regstore restore DIR` puts it back")
+    gc.add_argument("--max-delete-fraction", type=_fraction, metavar="F",
+                    help=f"stop before removing anything when the plan would remove more than "
+                         f"this share of the blobs (default {DEFAULT_MAX_DELETE_FRACTION}); a "
+                         "plan removing every blob of a store that has tags stops unless F is 1")
     _output_arguments(gc)
+
+    restore = commands.add_parser(
+        "restore", help="put back what `gc --quarantine DIR` moved into DIR",
+        description="Put back every item a quarantined sweep moved into DIR, byte for byte, "
+                    "where nothing has taken its place since; then empty DIR of those sweeps.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    restore.add_argument("quarantine", type=Path, metavar="DIR")
+    _store_arguments(restore)
+    _output_arguments(restore)
+
+    purge = commands.add_parser(
+        "purge-quarantine", help="delete quarantined sweeps older than an age",
+        description="Delete, for good, the sweeps in a quarantine directory that are older "
+                    "than --older-than.", epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    purge.add_argument("quarantine", type=Path, metavar="DIR")
+    purge.add_argument("--older-than", type=_age, required=True, metavar="AGE")
+    _output_arguments(purge)
     return parser
+
+
+DEFAULT_MIN_AGE = "1h"
+DEFAULT_MAX_DELETE_FRACTION = 0.75
+# How long a sweep alongside pushes waits for requests in flight before its last look.
+SETTLE_SECONDS = 2.0
+# Upload activity this recent means the registry is writing, whatever the config says.
+LIVE_UPLOAD_WINDOW = 15 * 60
+
+
+def _age(text: str) -> float:
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1")
+    return value
 
 
 def _store_arguments(p: argparse.ArgumentParser) -> None:
@@ -167,12 +233,17 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
     cfg = resolve_config(args)
     sweeping = not args.dry_run
     store = open_store(cfg, writable=sweeping)
-    if sweeping and not cfg.readonly and not args.force:
+    grace_explicit = args.min_age is not None and args.min_age > 0
+    min_age = args.min_age if args.min_age is not None else parse_age(DEFAULT_MIN_AGE)
+    # Alongside pushes: the config does not stop them and nobody said the registry is stopped.
+    alongside_pushes = not cfg.readonly and not args.force
+    if sweeping and alongside_pushes and not grace_explicit:
         raise NotReadOnly(
             "refusing to sweep: the registry is not in read-only mode, and pushes during a "
             "sweep can lose layers (distribution#3045). Set storage.maintenance.readonly."
             f"enabled: true{_from(cfg)} and restart the registry, or stop the registry and "
-            "pass --force; --dry-run is always safe")
+            "pass --force, or give a grace period longer than any push (--min-age 1h); "
+            "--dry-run is always safe")
     command = "regstore gc" + (" --dry-run" if args.dry_run else "") + \
               (" -m" if args.delete_untagged else "")
     notes: list[str] = [f"config: {w}" for w in cfg.warnings]
@@ -182,11 +253,35 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
         if lock.stale:
             notes.append(f"took over a stale lock left by {lock.stale}")
             out.problem(f"warning: {notes[-1]}")
+        if sweeping:
+            restored = recover(store)
+            if restored:
+                notes.append(f"put back {len(restored)} items an interrupted sweep had held; "
+                             "this run plans again from what is there")
+                out.problem(f"warning: {notes[-1]}")
+        started = time.time()
         with out.progress("listing", "entries") as tick:
             inventory = take_inventory(store, tick)
+        live_upload = _recent_upload(store, inventory, started - LIVE_UPLOAD_WINDOW)
+        if live_upload and not alongside_pushes:
+            message = (f"the registry wrote upload {live_upload} less than "
+                       f"{LIVE_UPLOAD_WINDOW // 60} minutes ago although "
+                       f"{'the config says read-only' if cfg.readonly else '--force says it is stopped'}"
+                       ": restart it after switching read-only on, or stop it")
+            if sweeping and not grace_explicit:
+                raise NotReadOnly(f"refusing to sweep: {message}; or sweep alongside pushes "
+                                  "with an explicit grace period (--min-age 1h)")
+            notes.append(message)
+            out.problem(f"warning: {message}")
         with out.progress("reading manifests", "manifests") as tick:
-            marks = mark(store, inventory, args.delete_untagged, args.jobs, tick)
-        plan = build_plan(store, inventory, marks)
+            marks = mark(store, inventory, args.delete_untagged, args.jobs, tick,
+                         protect_since=started - min_age if min_age else None)
+        uploads_age = args.uploads_older_than if args.uploads_older_than is not None \
+            else cfg.upload_purging.age_seconds
+        plan = build_plan(store, inventory, marks, PlanOptions(
+            protect_since=started - min_age if min_age else None,
+            uploads_before=None if args.keep_uploads else started - uploads_age,
+            empty_repositories=args.delete_empty_repos))
         findings = marks.problems + inventory.findings
         blocking = [f for f in findings if f.severity == ERROR and not
                     (args.ignore_broken_manifests and f.kind.endswith("-manifest"))]
@@ -195,17 +290,40 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
                 out.problem(finding_line(f))
         complete = not blocking
         applied = None
+        quarantined = None
+        code = EXIT_OK
         if not complete:
             code = EXIT_INCOMPLETE
             out.problem(f"mark incomplete: {len(blocking)} problem(s) above; nothing was "
                         f"{'swept' if sweeping else 'would be swept by a real run'}")
         else:
-            code = EXIT_OK
+            abnormal = _abnormal(plan, inventory, args.max_delete_fraction)
+            if abnormal and sweeping:
+                raise SafetyValve(f"stopping before removing anything: {abnormal}")
+            if abnormal:
+                notes.append(f"a real run would stop: {abnormal}")
+                out.problem(f"warning: {notes[-1]}")
             if sweeping:
+                holding = Holding(store)
                 with out.progress("sweeping", "items") as tick:
-                    applied = apply_plan(store, plan, tick)
+                    applied = apply_plan(
+                        store, plan, remover=holding, progress=tick,
+                        rescan=late_references(store, inventory, started, args.jobs),
+                        give_back=lambda d: [h.key for h in holding.give_back(d)],
+                        settle=SETTLE_SECONDS if alongside_pushes else 0.0)
+                quarantined = holding.finish(args.quarantine)
+                if quarantined:
+                    notes.append(f"removed items are in {quarantined}; `regstore restore "
+                                 f"{args.quarantine}` puts them back")
+                    out.say(notes[-1])
+                if holding.direct:
+                    notes.append("the holding area is on another filesystem than the store: "
+                                 "items were deleted directly")
                 if applied.failed:
                     code = EXIT_FINDINGS
+        if sweeping and complete and cfg.blobdescriptor_cache and applied and applied.removed:
+            notes.append(_cache_advice(cfg))
+            out.problem(f"note: {notes[-1]}")
         if out.as_json:
             doc = gc_json(store=store.location, dry_run=args.dry_run,
                           delete_untagged=args.delete_untagged, plan=plan, findings=findings,
@@ -225,6 +343,83 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
         return code
 
 
+def _recent_upload(store: FilesystemStore, inventory: Inventory, since: float) -> str | None:
+    """An upload the registry wrote at or after ``since``, as ``repo/uuid``, or None."""
+    for repo in inventory.repositories.values():
+        for upload_id in repo.uploads:
+            if not is_upload_id(upload_id):
+                continue
+            started = upload_started(store, repo.name, upload_id)
+            if started is not None and started >= since:
+                return f"{repo.name}/{upload_id}"
+    return None
+
+
+def _abnormal(plan: SweepPlan, inventory: Inventory, max_fraction: float | None) -> str | None:
+    """Why the plan looks wrong enough to stop before removing anything, or None."""
+    blobs = len(plan.of_kind(BLOB))
+    total = plan.blobs_total
+    if not total or not blobs:
+        return None
+    tagged = any(t.current for r in inventory.repositories.values() for t in r.tags.values())
+    if blobs == total and tagged and max_fraction != 1:
+        return (f"the plan removes every one of the {total} blobs although the store has tags; "
+                "a mark that found nothing live is more likely wrong than true. Read the dry "
+                "run; if it is right, pass --max-delete-fraction 1")
+    limit = max_fraction if max_fraction is not None else DEFAULT_MAX_DELETE_FRACTION
+    if blobs / total > limit:
+        return (f"the plan removes {blobs} of {total} blobs ({blobs / total:.0%}), more than "
+                f"the limit of {limit:.0%}. Read the dry run; if it is right, raise "
+                "--max-delete-fraction")
+    return None
+
+
+def _cache_advice(cfg: RegistryConfig) -> str:
+    if cfg.blobdescriptor_cache == "redis":
+        where = f" at {cfg.redis_addr}" if cfg.redis_addr else ""
+        return ("the registry caches blob descriptors in redis" + where + ": flush the "
+                "repository keys (`redis-cli --scan --pattern 'repository::*' | xargs "
+                "redis-cli del` and the same for 'blobs::*') or restart the registry, or it "
+                "may answer 'layer already exists' for removed blobs (distribution#1803)")
+    return ("the registry caches blob descriptors in memory: restart it, or it may answer "
+            "'layer already exists' for removed blobs (distribution#1803)")
+
+
+def run_restore(args: argparse.Namespace, out: Output) -> int:
+    cfg = resolve_config(args)
+    store = open_store(cfg, writable=True)
+    runs = runs_in(args.quarantine)
+    if not runs:
+        raise RegstoreError(f"{args.quarantine} holds no quarantined sweep (no directory with "
+                            "a journal.jsonl in it)")
+    with StoreLock(store.root, "regstore restore"):
+        restored = restore_runs(store, runs)
+    if out.as_json:
+        json.dump({"format": JSON_FORMAT, "regstore": __version__, "command": "restore",
+                   "exit_code": EXIT_OK, "restored": [h.__dict__ for h in restored]},
+                  out.out, indent=2)
+        out.out.write("\n")
+    else:
+        out.say(f"put back {len(restored)} items from {len(runs)} quarantined sweep(s)")
+    return EXIT_OK
+
+
+def run_purge(args: argparse.Namespace, out: Output) -> int:
+    cutoff = time.time() - args.older_than
+    purged = []
+    for run in runs_in(args.quarantine):
+        if (run / "journal.jsonl").stat().st_mtime < cutoff:
+            shutil.rmtree(run)
+            purged.append(run.name)
+    if out.as_json:
+        json.dump({"format": JSON_FORMAT, "regstore": __version__, "command": "purge-quarantine",
+                   "exit_code": EXIT_OK, "purged": purged}, out.out, indent=2)
+        out.out.write("\n")
+    else:
+        out.say(f"deleted {len(purged)} quarantined sweep(s) older than the limit")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
          err: TextIO | None = None) -> int:
     """Run regstore with ``argv``; return the exit code (documented in ``--help``)."""
@@ -236,6 +431,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     try:
         if args.command == "gc":
             return run_gc(args, output)
+        if args.command == "restore":
+            return run_restore(args, output)
+        if args.command == "purge-quarantine":
+            return run_purge(args, output)
         raise AssertionError(f"unknown command {args.command}")
     except (RegstoreError, ConfigError) as exc:
         code = int(getattr(exc, "exit_code", EXIT_CONFIG))
@@ -249,3 +448,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     except KeyboardInterrupt:
         print("regstore: interrupted", file=err)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader (`| head`) went away: not an error of the run. Point stdout at devnull
+        # so the interpreter's final flush does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

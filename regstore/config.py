@@ -327,6 +327,30 @@ def parse_go_duration(text: str) -> float:
     return total / _NANOS_PER_SECOND
 
 
+
+_AGE_RE = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(.*)")
+
+
+def parse_age(text: str) -> float:
+    """An age given on the command line, in seconds: a Go duration ("30m", "1h30m"), with days
+    and weeks in front where wanted ("7d", "2w", "1d12h"), or "0". Raises ValueError for
+    anything else, negative ages included."""
+    m = _AGE_RE.fullmatch(text.strip())
+    if not text.strip() or m is None:
+        raise ValueError(f"invalid age {text!r}: use e.g. 30m, 2h, 7d")
+    weeks, days, rest = m.groups()
+    seconds = (int(weeks or 0) * 7 + int(days or 0)) * 86400.0
+    if rest:
+        try:
+            seconds += parse_go_duration(rest)
+        except ValueError:
+            raise ValueError(f"invalid age {text!r}: use e.g. 30m, 2h, 7d") from None
+    elif weeks is None and days is None:
+        raise ValueError(f"invalid age {text!r}: use e.g. 30m, 2h, 7d")
+    if seconds < 0:
+        raise ValueError(f"invalid age {text!r}: an age cannot be negative")
+    return seconds
+
 # --- YAML as gopkg.in/yaml.v2 reads it --------------------------------------------------------
 
 class _StrMap(dict[str, Any]):

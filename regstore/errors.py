@@ -10,6 +10,7 @@ Exit codes (also in ``regstore --help`` and the README):
 4   refused: the registry is not in read-only mode (see ``--force``)
 5   another regstore run holds the lock
 6   mark incomplete (a live manifest or a subtree could not be read): nothing was swept
+7   safety valve: the plan would remove an abnormal share of the store; nothing was removed
 130 interrupted (Ctrl-C / SIGINT)
 ==  =====================================================================================
 """
@@ -23,6 +24,7 @@ EXIT_CONFIG = 3
 EXIT_NOT_READONLY = 4
 EXIT_LOCKED = 5
 EXIT_INCOMPLETE = 6
+EXIT_SAFETY = 7
 EXIT_INTERRUPTED = 130
 
 
@@ -42,3 +44,7 @@ class NotReadOnly(RegstoreError):
 
 class Locked(RegstoreError):
     exit_code = EXIT_LOCKED
+
+
+class SafetyValve(RegstoreError):
+    exit_code = EXIT_SAFETY

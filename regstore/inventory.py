@@ -69,6 +69,13 @@ def take_inventory(store: Store, progress: Progress | None = None) -> Inventory:
     return inv
 
 
+def scan_repositories(store: Store) -> Inventory:
+    """The repositories part of an inventory only (no blob listing), for re-checks."""
+    inv = Inventory()
+    _scan_repositories(store, inv, lambda n: None)
+    return inv
+
+
 def _unreadable(inv: Inventory, exc: StoreError, what: str) -> None:
     inv.note(Finding("unreadable", ERROR,
                      f"cannot read {what} ({exc.message}); regstore cannot know what it "

@@ -45,6 +45,8 @@ class MarkResult:
     live: dict[str, set[str]] = field(default_factory=dict)  # repo -> live manifest digests
     dead: dict[str, set[str]] = field(default_factory=dict)  # repo -> revisions to unlink (-m)
     kept_in_doubt: dict[str, set[str]] = field(default_factory=dict)  # untagged, unparsable
+    # untagged revisions kept only because their link is younger than the grace period
+    young: dict[str, set[str]] = field(default_factory=dict)
     manifests: dict[str, Manifest | Unusable] = field(default_factory=dict)
     problems: list[Finding] = field(default_factory=list)
 
@@ -57,7 +59,9 @@ class MarkResult:
 class ManifestCache:
     """Reads each manifest blob once, whatever number of repositories link it."""
 
-    def __init__(self, store: Store, blobs: set[str], jobs: int = 8) -> None:
+    def __init__(self, store: Store, blobs: set[str] | None, jobs: int = 8) -> None:
+        # blobs: the listed blob digests, to skip reading what is known absent; None to try
+        # every read (blobs written after the listing).
         self.store = store
         self.blobs = blobs
         self.jobs = jobs
@@ -77,7 +81,7 @@ class ManifestCache:
         return self.loaded[digest]
 
     def _load(self, digest: str) -> Manifest | Unusable:
-        if digest not in self.blobs:
+        if self.blobs is not None and digest not in self.blobs:
             return Unusable("missing", "its blob is not in the blob store")
         try:
             data = self.store.read(layout.blob_data(digest), MAX_MANIFEST_BYTES)
@@ -94,19 +98,36 @@ class ManifestCache:
 
 
 def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 8,
-         progress: Progress | None = None) -> MarkResult:
+         progress: Progress | None = None, protect_since: float | None = None) -> MarkResult:
     """Mark every blob reachable from a live manifest of any repository of ``inventory``.
 
     Reads each manifest blob once (in ``jobs`` threads), whatever number of repositories link
-    it. ``progress`` is called with the number of manifests read.
+    it. ``progress`` is called with the number of manifests read. With ``protect_since`` (a
+    time), an untagged revision whose link was written at or after it is live too: it may be
+    the child of an index whose push is still under way.
     """
     result = MarkResult(problems=list(inventory.blocking))
     cache = ManifestCache(store, inventory.blobs, jobs)
     cache.prefetch((d for r in inventory.repositories.values() for d in r.revisions), progress)
     for repo in inventory.repositories.values():
-        _mark_repository(repo, cache, result, delete_untagged)
+        young = set()
+        if delete_untagged and protect_since is not None:
+            young = _young_revisions(store, repo, protect_since)
+        _mark_repository(repo, cache, result, delete_untagged, young)
     result.manifests = cache.loaded
     return result
+
+
+def _young_revisions(store: Store, repo: Repository, since: float) -> set[str]:
+    young = set()
+    for digest in repo.revisions:
+        try:
+            st = store.stat(layout.revision_link(repo.name, digest))
+        except StoreError:
+            st = None  # unknown age: keep it, as if it were young
+        if st is None or st.mtime >= since:
+            young.add(digest)
+    return young
 
 
 def _roots(repo: Repository, delete_untagged: bool) -> set[str]:
@@ -121,7 +142,7 @@ def _roots(repo: Repository, delete_untagged: bool) -> set[str]:
 
 
 def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
-                     delete_untagged: bool) -> None:
+                     delete_untagged: bool, young: set[str] = frozenset()) -> None:
     referrers: dict[str, list[str]] = defaultdict(list)
     if delete_untagged:
         for digest in repo.revisions:
@@ -129,7 +150,10 @@ def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
             if isinstance(m, Manifest) and m.subject is not None:
                 referrers[m.subject.digest].append(digest)
     live: set[str] = set()
-    queue = list(_roots(repo, delete_untagged))
+    roots = _roots(repo, delete_untagged)
+    if young - roots:
+        result.young[repo.name] = young - roots
+    queue = list(roots | young)
     chain: dict[str, str] = {}  # child -> the index that made it live, for messages
     while queue:
         digest = queue.pop()
@@ -205,3 +229,49 @@ def _dangling_tag(repo: Repository, digest: str) -> Finding:
         f"tag points at {digest}, which has neither a revision link nor a blob; pulls of it "
         "fail with 'manifest unknown': re-push the image or delete the tag",
         digest=digest, repository=repo.name, images=tuple(f"{repo.name}:{t}" for t in tags))
+
+
+def late_references(store: Store, inventory: Inventory, since: float,
+                    jobs: int = 8) -> Callable[[set[str]], set[str]]:
+    """A re-check for a sweep under way: which of some digests the repositories need now.
+
+    Each call lists the repositories again and keeps, of the digests asked about, every one
+    that is linked into a repository anew or by a link written at or after ``since``, and
+    every one reachable from a revision or tag target that was not in ``inventory``. A new
+    manifest that cannot be understood keeps every digest asked about: when in doubt, keep.
+    """
+    from regstore.inventory import scan_repositories
+
+    def needed(digests: set[str]) -> set[str]:
+        now = scan_repositories(store)
+        if now.blocking:
+            return set(digests)
+        keep: set[str] = set()
+        for repo in now.repositories.values():
+            before = inventory.repositories.get(repo.name) or Repository(repo.name)
+            for digest in repo.layers & digests:
+                if digest not in before.layers or _written_since(
+                        store, layout.layer_link(repo.name, digest), since):
+                    keep.add(digest)
+            known_targets = {t.current for t in before.tags.values()}
+            new = (repo.revisions - before.revisions) | \
+                {t.current for t in repo.tags.values() if t.current} - known_targets
+            if new:
+                fresh = Repository(repo.name, revisions=new)
+                late = MarkResult()
+                cache = ManifestCache(store, None, jobs)
+                _mark_repository(fresh, cache, late, False)
+                if not late.complete:
+                    return set(digests)
+                keep |= late.marked & digests
+        return keep
+
+    return needed
+
+
+def _written_since(store: Store, key: str, since: float) -> bool:
+    try:
+        st = store.stat(key)
+    except StoreError:
+        return True  # unknown age: treat as new
+    return st is not None and st.mtime >= since

@@ -10,7 +10,8 @@ from typing import Iterable
 
 from regstore import __version__
 from regstore.findings import ERROR, Finding
-from regstore.sweep import BLOB, LAYER_LINK, MANIFEST, TAG_INDEX, ApplyResult, SweepPlan
+from regstore.sweep import BLOB, LAYER_LINK, MANIFEST, REPOSITORY, TAG_INDEX, UPLOAD, ApplyResult, \
+    SweepPlan
 
 JSON_FORMAT = 1
 
@@ -28,16 +29,27 @@ def human_bytes(n: int) -> str:
 def plan_summary(plan: SweepPlan) -> str:
     """The one-line summary, in the registry GC's words plus what regstore adds."""
     blobs = plan.of_kind(BLOB)
-    return (f"{plan.marked} blobs marked, {len(blobs)} blobs ({human_bytes(plan.blob_bytes)}) "
+    line = (f"{plan.marked} blobs marked, {len(blobs)} blobs ({human_bytes(plan.blob_bytes)}) "
             f"and {len(plan.of_kind(MANIFEST))} manifests eligible for deletion, "
             f"{len(plan.of_kind(LAYER_LINK))} layer links and "
             f"{len(plan.of_kind(TAG_INDEX))} tag index entries with them")
+    extra = [f"{len(plan.of_kind(k))} {k}s" for k in (UPLOAD, REPOSITORY) if plan.of_kind(k)]
+    if extra:
+        line += "; also " + " and ".join(extra)
+    if plan.protected:
+        line += f"; {len(plan.protected)} items kept by the grace period"
+    return line
 
 
 def plan_lines(plan: SweepPlan) -> Iterable[str]:
-    """One line per item of the plan, in removal order."""
+    """One line per item of the plan, in removal order, then one per item the grace period
+    protects."""
     for item in plan.items:
-        if item.kind == BLOB:
+        if item.kind in (UPLOAD, REPOSITORY):
+            yield f"{item.repository}: {item.kind} eligible for deletion: " \
+                  f"{item.key.rsplit('/', 1)[-1] if item.kind == UPLOAD else item.repository}" \
+                  f"{f' ({human_bytes(item.size)})' if item.size else ''}"
+        elif item.kind == BLOB:
             yield f"blob eligible for deletion: {item.digest} ({human_bytes(item.size)})"
         elif item.kind == MANIFEST:
             yield f"{item.repository}: manifest eligible for deletion: {item.digest}"
@@ -47,6 +59,9 @@ def plan_lines(plan: SweepPlan) -> Iterable[str]:
         else:
             yield f"{item.repository}: tag index entry eligible for deletion: " \
                   f"{item.tag}@{item.digest}"
+    for item in plan.protected:
+        where = f"{item.repository}: " if item.repository else ""
+        yield f"{where}{item.kind} {item.digest} {item.reason}"
 
 
 def apply_lines(result: ApplyResult) -> Iterable[str]:
@@ -82,12 +97,16 @@ def gc_json(*, store: str, dry_run: bool, delete_untagged: bool, plan: SweepPlan
         "manifests_eligible": sum(i.kind == MANIFEST for i in items),
         "layer_links_eligible": sum(i.kind == LAYER_LINK for i in items),
         "tag_index_entries_eligible": sum(i.kind == TAG_INDEX for i in items),
+        "uploads_eligible": sum(i.kind == UPLOAD for i in items),
+        "repositories_eligible": sum(i.kind == REPOSITORY for i in items),
+        "protected": len(plan.protected) if plan else 0,
         "errors": sum(f.severity == ERROR for f in findings),
     }
     doc: dict[str, object] = {
         "format": JSON_FORMAT, "regstore": __version__, "command": "gc", "store": store,
         "dry_run": dry_run, "delete_untagged": delete_untagged, "complete": complete,
         "exit_code": exit_code, "summary": summary, "items": [i.as_dict() for i in items],
+        "protected": [i.as_dict() for i in plan.protected] if plan else [],
         "findings": [f.as_dict() for f in findings], "notes": notes,
     }
     if applied is not None:

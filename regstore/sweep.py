@@ -6,37 +6,48 @@ servable and the next run able to finish the job:
 
 1. untagged revisions and their tag index entries (``-m``). Their blobs are still there, so a
    crash here leaves orphans for the next run, never a live revision without its manifest;
-2. ``_layers`` links of blobs nothing live needs: a crash after this leaves orphan blobs
+2. a fresh look at the repositories: whatever a push linked or referenced since the plan was
+   made is kept (concurrent pushes, distribution#3045);
+3. ``_layers`` links of blobs nothing live needs: a crash after this leaves orphan blobs
    without links, which the registry never served anyway;
-3. the blobs themselves, each whole ``blobs/<alg>/<xx>/<hex>`` directory;
-4. the directories these removals left empty.
+4. the blobs themselves, each whole ``blobs/<alg>/<xx>/<hex>`` directory;
+5. a last look, after in-flight requests have had time to settle: anything a push started to
+   use during the sweep is put back from the holding area (see :mod:`regstore.holding`);
+6. stale uploads, then repositories left empty, then the directories all this left empty.
 
 Each item is re-checked just before it is removed; one that changed since the plan was made is
-skipped and reported, never removed.
+skipped and reported, never removed. Items younger than the grace period never enter the plan:
+they are listed as protected.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Callable
+from datetime import datetime
+from typing import Callable, Protocol
 
 from regstore import layout
-from regstore.inventory import Inventory
+from regstore.inventory import Inventory, Repository
 from regstore.mark import MarkResult
-from regstore.store.base import Store, StoreError
+from regstore.store.base import Stat, Store, StoreError
 
 BLOB = "blob"
 LAYER_LINK = "layer-link"
 MANIFEST = "manifest"
 TAG_INDEX = "tag-index"
-KINDS = (MANIFEST, TAG_INDEX, LAYER_LINK, BLOB)  # also the order of removal
+UPLOAD = "upload"
+REPOSITORY = "repository"
+KINDS = (MANIFEST, TAG_INDEX, LAYER_LINK, BLOB, UPLOAD, REPOSITORY)  # the order of removal
+_REPOSITORY_PARTS = ("_manifests", "_layers", "_uploads")
 
 Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True)
 class PlanItem:
-    """One thing a sweep removes: its kind, store key, digest, repository, size and why."""
+    """One thing a sweep removes (or, in ``protected``, keeps for its age): its kind, store
+    key, digest, repository, size and why."""
 
     kind: str
     key: str
@@ -54,11 +65,13 @@ class PlanItem:
 
 @dataclass
 class SweepPlan:
-    """Everything a sweep would remove, in removal order, and the marked count behind it."""
+    """Everything a sweep would remove, in removal order, what the grace period protects, and
+    the counts behind them."""
 
     items: list[PlanItem]
     marked: int
     blobs_total: int
+    protected: list[PlanItem] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[PlanItem]:
         return [i for i in self.items if i.kind == kind]
@@ -75,72 +88,222 @@ class ApplyResult:
     failed: list[tuple[PlanItem, str]] = field(default_factory=list)
 
 
-def build_plan(store: Store, inventory: Inventory, marks: MarkResult) -> SweepPlan:
+@dataclass(frozen=True)
+class PlanOptions:
+    """What a plan takes beyond the mark. Times are seconds since the epoch.
+
+    ``protect_since``: nothing written at or after it enters the plan (the grace period).
+    ``uploads_before``: uploads started before it are stale and go; None keeps every upload.
+    ``empty_repositories``: remove repositories the sweep leaves with nothing in them.
+    """
+
+    protect_since: float | None = None
+    uploads_before: float | None = None
+    empty_repositories: bool = False
+
+
+def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
+               options: PlanOptions = PlanOptions()) -> SweepPlan:
     """What a sweep removes given ``marks``: unmarked blobs (with their size), the ``_layers``
-    links of digests nothing live needs (whether or not the blob still exists), and with
-    ``-m`` the untagged revisions and their tag index entries."""
-    items: list[PlanItem] = []
+    links of digests nothing live needs (whether or not the blob still exists), with ``-m``
+    the untagged revisions and their tag index entries, and as ``options`` say stale uploads
+    and emptied repositories. Anything younger than ``options.protect_since`` is listed in
+    ``protected`` instead, and so is a blob whose link is young, with all its links."""
+    plan = SweepPlan([], len(marks.marked), len(inventory.blobs))
+    young = options.protect_since
+
+    def is_young(st: Stat | None) -> bool:
+        return young is not None and (st is None or st.mtime >= young)
+
+    for name in sorted(marks.young):
+        for digest in sorted(marks.young[name]):
+            plan.protected.append(PlanItem(MANIFEST, layout.revision_dir(name, digest), digest,
+                                           "untagged, but younger than the grace period", name))
     for name in sorted(marks.dead):
         repo = inventory.repositories[name]
         for digest in sorted(marks.dead[name]):
-            items.append(PlanItem(MANIFEST, layout.revision_dir(name, digest), digest,
-                                  "untagged manifest, not reachable from a tag", name))
+            plan.items.append(PlanItem(MANIFEST, layout.revision_dir(name, digest), digest,
+                                       "untagged manifest, not reachable from a tag", name))
             for tag in sorted(repo.tags.values(), key=lambda t: t.name):
                 if digest in tag.index and tag.valid_name:
-                    items.append(PlanItem(TAG_INDEX,
-                                          layout.tag_index_entry_dir(name, tag.name, digest),
-                                          digest, "tag history entry of a removed manifest",
-                                          name, tag.name))
-    for name in sorted(inventory.repositories):
-        for digest in sorted(inventory.repositories[name].layers - marks.marked):
-            missing = digest not in inventory.blobs
-            items.append(PlanItem(LAYER_LINK, layout.layer_link_dir(name, digest), digest,
-                                  "link to a missing blob" if missing else
-                                  "link to a blob nothing live references", name))
-    for digest in sorted(inventory.blobs - marks.marked):
-        st = _stat_quietly(store, layout.blob_data(digest))
-        items.append(PlanItem(BLOB, layout.blob_dir(digest), digest,
-                              "not referenced by any live manifest",
-                              size=st.size if st else 0, mtime=st.mtime if st else None))
-    return SweepPlan(items, len(marks.marked), len(inventory.blobs))
+                    plan.items.append(PlanItem(
+                        TAG_INDEX, layout.tag_index_entry_dir(name, tag.name, digest), digest,
+                        "tag history entry of a removed manifest", name, tag.name))
+    garbage = inventory.blobs - marks.marked
+    links = [(name, digest) for name in sorted(inventory.repositories)
+             for digest in sorted(inventory.repositories[name].layers - marks.marked)]
+    blob_stats = {d: _blob_stat(store, d) for d in sorted(garbage)}
+    held_back = {d for d, st in blob_stats.items() if is_young(st)}
+    link_stats = {}
+    if young is not None:
+        for name, digest in links:
+            link_stats[name, digest] = _stat_quietly(store, layout.layer_link(name, digest))
+            if is_young(link_stats[name, digest]):
+                held_back.add(digest)  # a push may be using it right now
+    for name, digest in links:
+        item = PlanItem(LAYER_LINK, layout.layer_link_dir(name, digest), digest,
+                        "link to a missing blob" if digest not in inventory.blobs else
+                        "link to a blob nothing live references", name)
+        if digest in held_back:
+            plan.protected.append(_protected(item, "it or its blob is younger than the grace "
+                                                   "period"))
+        else:
+            plan.items.append(item)
+    for digest, st in blob_stats.items():
+        item = PlanItem(BLOB, layout.blob_dir(digest), digest,
+                        "not referenced by any live manifest",
+                        size=st.size if st and not st.is_dir else 0,
+                        mtime=st.mtime if st else None)
+        if digest in held_back:
+            plan.protected.append(_protected(item, "it or a link to it is younger than the "
+                                                   "grace period"))
+        else:
+            plan.items.append(item)
+    if options.uploads_before is not None:
+        for name in sorted(inventory.repositories):
+            plan.items.extend(_stale_uploads(store, inventory.repositories[name],
+                                             options.uploads_before))
+    if options.empty_repositories:
+        plan.items.extend(_emptied_repositories(inventory, marks, plan))
+    return plan
 
 
-def _stat_quietly(store: Store, key: str):  # type: ignore[no-untyped-def]
+def _protected(item: PlanItem, why: str) -> PlanItem:
+    return PlanItem(item.kind, item.key, item.digest, f"kept: {why}", item.repository,
+                    item.tag, item.size, item.mtime)
+
+
+def _blob_stat(store: Store, digest: str) -> Stat | None:
+    # A blob directory without data (the registry creates the directory, then renames the
+    # data in) is aged by the directory itself.
+    return _stat_quietly(store, layout.blob_data(digest)) or \
+        _stat_quietly(store, layout.blob_dir(digest))
+
+
+def _stat_quietly(store: Store, key: str) -> Stat | None:
     try:
         return store.stat(key)
     except StoreError:
         return None  # size unknown: reported as 0, the removal itself will say more
 
 
-def apply_plan(store: Store, plan: SweepPlan, progress: Progress | None = None) -> ApplyResult:
+def upload_started(store: Store, repo: str, upload_id: str) -> float | None:
+    """When an upload started: its ``startedat`` file, as the registry's purge reads it, or
+    else the newest modification time of its data. None when neither can be read."""
+    base = layout.upload_dir(repo, upload_id)
+    try:
+        text = store.read(base + "/startedat", 100).decode("ascii").strip()
+        started = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except (FileNotFoundError, StoreError, UnicodeDecodeError, ValueError):
+        started = None
+    data = _stat_quietly(store, base + "/data")
+    # A chunked upload that is still being written is not stale, whatever it started as.
+    if data is not None:
+        return max(started or 0.0, data.mtime)
+    return started
+
+
+def _stale_uploads(store: Store, repo: Repository, before: float) -> list[PlanItem]:
+    items = []
+    for upload_id in sorted(repo.uploads):
+        if not layout.is_upload_id(upload_id):
+            continue
+        started = upload_started(store, repo.name, upload_id)
+        if started is not None and started < before:
+            data = _stat_quietly(store, layout.upload_dir(repo.name, upload_id) + "/data")
+            items.append(PlanItem(UPLOAD, layout.upload_dir(repo.name, upload_id), upload_id,
+                                  "upload abandoned before the purge age", repo.name,
+                                  size=data.size if data else 0))
+    return items
+
+
+def _emptied_repositories(inventory: Inventory, marks: MarkResult,
+                          plan: SweepPlan) -> list[PlanItem]:
+    """Repositories the plan leaves with no revision, tag, layer link or upload
+    (distribution#2314). Nested repositories below one are not touched."""
+    going = {(i.kind, i.repository, i.digest) for i in plan.items}
+    items = []
+    for name in sorted(inventory.repositories):
+        repo = inventory.repositories[name]
+        if any(t.current or t.bad_link or not t.valid_name for t in repo.tags.values()):
+            continue
+        if any(i.repository == name and i.kind != REPOSITORY for i in plan.protected):
+            continue
+        if all((MANIFEST, name, d) in going for d in repo.revisions) and \
+                all((LAYER_LINK, name, d) in going for d in repo.layers) and \
+                all((UPLOAD, name, u) in going for u in repo.uploads) and \
+                all(t.index <= marks.dead.get(name, set()) for t in repo.tags.values()):
+            items.append(PlanItem(REPOSITORY, layout.repository_dir(name), "",
+                                  "repository left with nothing in it", name))
+    return items
+
+
+class Remover(Protocol):
+    """How an item leaves the store: deleted at once, or held (see regstore.holding)."""
+
+    def remove(self, kind: str, key: str, digest: str, repository: str | None, size: int,
+               reason: str) -> None: ...
+
+
+class DirectRemover:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def remove(self, kind: str, key: str, digest: str, repository: str | None, size: int,
+               reason: str) -> None:
+        self.store.remove_tree(key)
+
+
+Rescan = Callable[[set[str]], set[str]]
+
+
+def apply_plan(store: Store, plan: SweepPlan, *, remover: Remover | None = None,
+               rescan: Rescan | None = None, give_back: Callable[[set[str]], list[str]] |
+               None = None, settle: float = 0.0,
+               progress: Progress | None = None) -> ApplyResult:
     """Remove every item of ``plan`` in the crash-safe order, re-checking each first.
 
-    Never raises for one item: a failure is recorded and the rest goes on, except that no
-    layer link or blob is touched when any planned revision stayed (skipped or failed): its
-    blobs may be live again.
+    ``rescan(digests)`` answers which of ``digests`` something new in the repositories now
+    needs; it is asked before layer links and blobs go, and again ``settle`` seconds after,
+    when ``give_back(digests)`` puts back held items that turned out to be needed. Never raises
+    for one item: a failure is recorded and the rest goes on, except that no layer link or blob
+    is touched when any planned revision stayed (skipped or failed): its blobs may be live
+    again, and no repository is removed when anything of it stayed.
     """
     result = ApplyResult()
+    remover = remover or DirectRemover(store)
     tick = progress or (lambda n: None)
     current_tags: dict[str, set[str]] = {}
+    candidates = {i.digest for i in plan.items if i.kind in (LAYER_LINK, BLOB)}
+    needed: set[str] = set()
     for kind in KINDS:
+        items = plan.of_kind(kind)
         if kind in (LAYER_LINK, BLOB) and any(
                 i.kind == MANIFEST for i, _ in result.failed + result.skipped):
             # The plan counted that manifest's blobs as garbage; with it still linked they
             # may be live. The next run re-plans from what is there.
-            for item in plan.of_kind(kind):
-                result.skipped.append((item, "a manifest planned for removal stayed; "
-                                             "run again to re-plan"))
+            result.skipped.extend((i, "a manifest planned for removal stayed; run again to "
+                                      "re-plan") for i in items)
             continue
-        for item in plan.of_kind(kind):
+        if kind == LAYER_LINK and rescan is not None and candidates:
+            needed = rescan(candidates)
+        if kind == UPLOAD and rescan is not None and give_back is not None:
+            _settle_and_give_back(result, candidates, rescan, give_back, settle)
+        if kind == REPOSITORY:
+            kept = {i.repository for i, _ in result.skipped + result.failed}
+            items = [i for i in items if i.repository not in kept]
+        for item in items:
             try:
-                reason = _recheck(store, item, current_tags)
+                reason = "something pushed since the plan needs it" \
+                    if item.digest in needed and kind in (LAYER_LINK, BLOB) \
+                    else _recheck(store, item, current_tags)
             except StoreError as exc:
                 reason = f"could not re-check it ({exc.message})"
             if reason:
                 result.skipped.append((item, reason))
             else:
                 try:
-                    store.remove_tree(item.key)
+                    _remove(remover, item)
                 except StoreError as exc:
                     result.failed.append((item, exc.message))
                 else:
@@ -148,6 +311,31 @@ def apply_plan(store: Store, plan: SweepPlan, progress: Progress | None = None) 
             tick(1)
     _remove_empty_dirs(store, result)
     return result
+
+
+def _remove(remover: Remover, item: PlanItem) -> None:
+    if item.kind != REPOSITORY:
+        remover.remove(item.kind, item.key, item.digest, item.repository, item.size,
+                       item.reason)
+        return
+    # Only the repository's own parts: a nested repository below it stays.
+    for part in _REPOSITORY_PARTS:
+        remover.remove(item.kind, f"{item.key}/{part}", "", item.repository, 0, item.reason)
+
+
+def _settle_and_give_back(result: ApplyResult, candidates: set[str], rescan: Rescan,
+                          give_back: Callable[[set[str]], list[str]], settle: float) -> None:
+    # A push that checked a blob just before it was held may still be writing its manifest:
+    # wait for such requests to finish, then look again and put back what they need.
+    time.sleep(settle)
+    needed = rescan(candidates)
+    if not needed:
+        return
+    returned = set(give_back(needed))
+    kept = [i for i in result.removed if i.kind in (LAYER_LINK, BLOB) and i.key in returned]
+    for item in kept:
+        result.removed.remove(item)
+        result.skipped.append((item, "a push started using it during the sweep: put back"))
 
 
 def _recheck(store: Store, item: PlanItem, current_tags: dict[str, set[str]]) -> str | None:
@@ -186,6 +374,10 @@ def _remove_empty_dirs(store: Store, result: ApplyResult) -> None:
             stop = layout.layers_dir(item.repository or "")
         elif item.kind == MANIFEST:
             stop = layout.revisions_dir(item.repository or "")
+        elif item.kind == UPLOAD:
+            stop = layout.uploads_dir(item.repository or "")
+        elif item.kind == REPOSITORY:
+            parent, stop = item.key, layout.REPOSITORIES
         else:
             stop = layout.tag_dir(item.repository or "", item.tag or "")
         try:

@@ -107,3 +107,18 @@ def build_store(root: Path, spec: dict[str, dict[str, list[bytes]]]) -> tuple[St
         for tag, layers in tags.items():
             digests[f"{repo}:{tag}"] = b.image(repo, layers, tag=tag)
     return b, digests
+
+
+def age_store(root: Path, seconds: float = 2 * 86400) -> None:
+    """Set every mtime below ``root`` to ``seconds`` ago, as in a store written long before a
+    gc runs (fixtures copied from a fresh checkout are all brand new)."""
+    import os
+    import time
+
+    then = time.time() - seconds
+    for dirpath, dirnames, filenames in os.walk(root):
+        if "startedat" in filenames:  # an upload records its start time as text too
+            started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(then))
+            Path(dirpath, "startedat").write_text(started)
+        for name in filenames + dirnames:
+            os.utime(os.path.join(dirpath, name), (then, then), follow_symlinks=False)

@@ -13,7 +13,7 @@ import pytest
 from regstore import layout
 from regstore.cli import main
 from regstore.lock import StoreLock
-from tests.builders import StoreBuilder, build_store
+from tests.builders import StoreBuilder, age_store, build_store
 from tests.support import copy_fixture
 
 
@@ -48,6 +48,7 @@ def store(tmp_path):
                                            "lib": {"v1": [b"shared"]}})
     b.orphan = b.blob(b"orphan")
     b.old = b.image("app", [b"old"])
+    age_store(b.root)
     return b
 
 
@@ -169,19 +170,21 @@ def test_config_from_environment_variable(store, tmp_path):
 def test_removal_failure_exit_1_and_listed(store, tmp_path, monkeypatch):
     # Tests run as root here, where permissions cannot make a removal fail: the store's
     # removal is made to fail for one key instead, as a read-only mount would.
-    from regstore.store import FilesystemStore, StoreError
-    real_remove = FilesystemStore.remove_tree
+    import errno
+    import regstore.holding
+    real_rename = os.rename
     victim = layout.blob_dir(store.orphan)
 
-    def failing(self, key):
-        if key == victim:
-            raise StoreError(key, "cannot remove: Read-only file system")
-        return real_remove(self, key)
+    def failing(src, dst):
+        if str(src).endswith(victim):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_rename(src, dst)
 
-    monkeypatch.setattr(FilesystemStore, "remove_tree", failing)
+    monkeypatch.setattr(regstore.holding.os, "rename", failing)
     code, out, err = run(["gc", "-m", str(config(tmp_path, store.root))])
     assert code == 1
-    assert f"FAILED to remove blob {victim}: cannot remove: Read-only file system" in err
+    assert f"FAILED to remove blob {victim}: cannot move into the holding area: " \
+           "Read-only file system" in err
     assert not store.path(layout.revision_dir("app", store.old)).exists()
 
 

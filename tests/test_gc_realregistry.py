@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from regstore.cli import main
+from tests.builders import age_store
 from tests.support import copy_fixture, fixture_names, fixture_record
 from tests.support.realgc import run_real_gc
 from tests.support.registry import (RealRegistry, assert_blob_gone, assert_manifest_gone,
@@ -89,6 +90,7 @@ def blobs_on_disk(root: Path) -> set[str]:
 @pytest.mark.parametrize("untagged", [False, True], ids=["plain", "delete-untagged"])
 def test_dry_run_agrees_with_the_registry_gc(tmp_path, name, untagged):
     root = copy_fixture(name, tmp_path / "store")
+    age_store(root)
     config = write_config(tmp_path / "config.yml", root)
     real = run_real_gc(config, dry_run=True, delete_untagged=untagged)
     code, report = regstore_json(["gc", "--dry-run", str(config)] + (["-m"] if untagged else []))
@@ -117,6 +119,7 @@ def test_dry_run_agrees_with_the_registry_gc(tmp_path, name, untagged):
 @pytest.mark.parametrize("untagged", [False, True], ids=["plain", "delete-untagged"])
 def test_every_live_image_pulls_after_a_real_sweep(tmp_path, name, untagged):
     root = copy_fixture(name, tmp_path / "store")
+    age_store(root)
     record = fixture_record(name)
     config = write_config(tmp_path / "config.yml", root, readonly=True,
                           extra=record.get("extra_config"))
@@ -161,6 +164,7 @@ def test_repository_without_tags_directory(tmp_path):
     """2.8 aborts -m when a repository has revisions but no _manifests/tags; regstore treats
     its revisions as untagged and goes on."""
     root = copy_fixture("mixed", tmp_path / "store")
+    age_store(root)
     import shutil
     shutil.rmtree(root / V2 / "repositories/tools/_manifests/tags")
     config = write_config(tmp_path / "config.yml", root)

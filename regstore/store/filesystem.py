@@ -122,7 +122,7 @@ class FilesystemStore:
 
     # --- removals -------------------------------------------------------------------------
 
-    def _removable(self, key: str) -> Path | None:
+    def removable_path(self, key: str) -> Path | None:
         """The path to remove, after checking it is inside the tree and not a symlink."""
         if not self.writable:
             raise ReadOnlyStore(key, "store opened read-only; nothing may be removed")
@@ -139,7 +139,7 @@ class FilesystemStore:
         return path
 
     def remove_file(self, key: str) -> None:
-        path = self._removable(key)
+        path = self.removable_path(key)
         if path is None:
             return
         try:
@@ -150,7 +150,7 @@ class FilesystemStore:
             raise StoreError(key, f"cannot remove: {exc.strerror or exc}") from None
 
     def remove_tree(self, key: str) -> None:
-        path = self._removable(key)
+        path = self.removable_path(key)
         if path is None:
             return
         failures: list[str] = []
