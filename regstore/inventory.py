@@ -105,7 +105,7 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress) -> None:
                     "rename or remove it, then run again", key=key))
         for entry in entries:
             if entry.name.startswith("_"):
-                if name and entry.name in _REPO_PARTS:
+                if name and entry.name in _REPO_PARTS and entry.kind == "dir":
                     continue
                 inv.note(Finding("stray-entry", HINT,
                                  f"unexpected entry {printable(entry.name)!r} ignored",
