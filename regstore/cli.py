@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import os
 import sys
@@ -20,15 +21,19 @@ from regstore.config import ConfigError, RegistryConfig, config_for_root, defaul
     load_config, parse_age, require_filesystem
 from regstore.errors import EXIT_CONFIG, EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, \
     NotReadOnly, RegstoreError, SafetyValve, StoreNotFound
-from regstore.findings import ERROR, Finding
+from regstore.findings import ERROR, WARNING, Finding
 from regstore.holding import Holding, recover, restore_runs, runs_in
 from regstore.inventory import Inventory, take_inventory
 from regstore.layout import is_upload_id
 from regstore.lock import StoreLock
 from regstore.mark import late_references, mark
+from regstore.quarantine import Quarantine
 from regstore.report import JSON_FORMAT, apply_lines, finding_line, gc_json, plan_lines, plan_summary
+from regstore.report import verify_finding_lines, verify_json, verify_summary
+from regstore.state import StateCorrupt, VerifyState, default_state_path, load_state, save_state
 from regstore.store.filesystem import FilesystemStore
 from regstore.sweep import BLOB, PlanOptions, SweepPlan, apply_plan, build_plan, upload_started
+from regstore.verify import quarantine_corrupt, verify
 
 EXIT_CODES = """\
 exit codes:
@@ -129,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("quarantine", type=Path, metavar="DIR")
     purge.add_argument("--older-than", type=_age, required=True, metavar="AGE")
     _output_arguments(purge)
+    _verify_parser(commands)
     return parser
 
 
@@ -420,6 +426,236 @@ def run_purge(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+VERIFY_DESCRIPTION = """\
+Check the integrity of the store, offline: re-hash every blob (sha256 or sha512, by its
+path), read every revision, layer, tag and tag index link, parse every linked manifest and
+check that everything it references exists, has the size its descriptor states and is
+linked into the repository. Each problem is a finding with a kind, a severity and the images
+it breaks: errors break an image, warnings are wrong but break nothing live, hints are
+leftovers (orphan blobs, untagged manifests, stale uploads, empty repositories). The finding
+kinds and the JSON report are documented in `python3 -m pydoc regstore.verify`.
+
+verify never writes into the store and takes the lock shared: it runs beside other readers
+and the registry, and refuses while a sweep holds the lock. --quarantine moves corrupt blobs
+out of the store: the registry then answers "blob unknown" for them and the next push of the
+image heals it; like a gc sweep it needs the registry in read-only mode or stopped (--force).
+
+Cron rotation: with --max-duration and/or --max-bytes a run hashes only part of the layer
+data, least recently verified first; the state file records what was verified when, so
+nightly runs cover the whole store pass after pass. Manifests, and blobs known to be
+corrupt, are hashed on every run; sizes are compared on every run.
+"""
+
+VERIFY_EXAMPLES = """\
+examples:
+  regstore verify /etc/docker/registry/config.yml
+  regstore verify --metadata-only --root /var/lib/registry
+  regstore verify -q --max-duration 2h /etc/docker/registry/config.yml    # nightly cron
+  regstore verify --json config.yml | jq '.findings[] | select(.severity == "error")'
+  regstore verify --force --quarantine /var/lib/registry/.regstore/quarantine \\
+      --root /var/lib/registry                                           # registry stopped
+"""
+
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?", re.IGNORECASE)
+
+
+def _size(text: str) -> int:
+    m = _SIZE_RE.fullmatch(text.strip())
+    value = float(m.group(1)) * 1024 ** " kmgtp".index(m.group(2).lower() or " ") if m else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: use e.g. 500M, 20G, 2T (K, M, G, T are powers of 1024)")
+    return int(value)
+
+
+def _duration(text: str) -> float:
+    seconds = _age(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a duration above 0, e.g. 30m, 2h")
+    return seconds
+
+
+def _verify_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    v = commands.add_parser(
+        "verify", help="check integrity: re-hash blobs, read links and manifests, name the "
+                       "broken images", description=VERIFY_DESCRIPTION,
+        epilog=VERIFY_EXAMPLES + "\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _store_arguments(v)
+    v.add_argument("--metadata-only", action="store_true",
+                   help="check everything but the hashes of layer and config data (manifests "
+                        "are still hashed, sizes still compared)")
+    v.add_argument("--max-duration", type=_duration, metavar="AGE",
+                   help="stop hashing layer data AGE after the start (30m, 2h); the next run "
+                        "continues where this one stopped")
+    v.add_argument("--max-bytes", type=_size, metavar="SIZE",
+                   help="hash at most SIZE of layer data (500G, 2T; at least one blob); the "
+                        "next run continues where this one stopped")
+    state = v.add_mutually_exclusive_group()
+    state.add_argument("--state-file", type=Path, metavar="FILE",
+                       help="where the rotation state is kept (default: "
+                            "<root>/.regstore/verify-state)")
+    state.add_argument("--no-state", action="store_true",
+                       help="neither read nor write a rotation state")
+    v.add_argument("--quarantine", type=Path, metavar="DIR",
+                   help="move the directories of corrupt blobs into DIR (same filesystem, "
+                        "outside the docker tree), with a record; `regstore restore DIR` puts "
+                        "them back")
+    v.add_argument("--force", action="store_true",
+                   help="with --quarantine: move although the config does not put the "
+                        "registry in read-only mode (only when the registry is stopped)")
+    _output_arguments(v)
+
+
+@contextmanager
+def _phase_bars(out: Output) -> Iterator[Callable[[str, int, int | None], None]]:
+    """A progress callback for verify: one tqdm bar per phase, on a terminal only."""
+    if out.quiet or out.as_json or not out.err.isatty():
+        yield lambda phase, n, total: None
+        return
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}  # type: ignore[type-arg]
+
+    def update(phase: str, n: int, total: int | None) -> None:
+        if phase not in bars:
+            for bar in bars.values():
+                bar.close()
+            hashing = phase == "hashing"
+            bars[phase] = tqdm(desc=phase, total=total, unit="B" if hashing else "items",
+                               unit_scale=hashing, unit_divisor=1024, file=out.err, leave=False)
+        bars[phase].update(n)
+
+    try:
+        yield update
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+class _StateSaver:
+    """Saves the verify state where asked; says once, and only once, when it cannot."""
+
+    def __init__(self, path: Path | None, state: VerifyState, notes: list[str],
+                 out: Output) -> None:
+        self.path = path
+        self.state = state
+        self.notes = notes
+        self.out = out
+        self.failed = False
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        try:
+            save_state(self.path, self.state)
+        except OSError as exc:
+            if not self.failed:
+                self.failed = True
+                self.notes.append(f"cannot write the verify state {self.path}: "
+                                  f"{exc.strerror or exc}; the next run cannot continue this "
+                                  "one's rotation (choose --state-file, or --no-state)")
+                self.out.problem(f"warning: {self.notes[-1]}")
+
+
+def _load_verify_state(path: Path | None, bounded: bool) -> tuple[VerifyState, str,
+                                                                 list[Finding]]:
+    """The state to start from, its status (ok, absent, corrupt, disabled) and a finding when
+    it was corrupt."""
+    if path is None:
+        return VerifyState(), "disabled", []
+    try:
+        loaded = load_state(path)
+    except StateCorrupt as exc:
+        then = ("this run ignores --max-bytes and --max-duration and hashes everything"
+                if bounded else "this run starts a new rotation")
+        return VerifyState(), "corrupt", [Finding(
+            "state-corrupt", WARNING, f"the verify state file is corrupt ({exc}); it was "
+            f"ignored: {then}, and writes a new one", key=str(path))]
+    except OSError as exc:
+        raise RegstoreError(f"cannot read the verify state {path}: {exc.strerror or exc}; fix "
+                            "its permissions, or pass --state-file FILE or --no-state") from None
+    return (loaded or VerifyState()), ("absent" if loaded is None else "ok"), []
+
+
+def run_verify(args: argparse.Namespace, out: Output) -> int:
+    cfg = resolve_config(args)
+    quarantining = args.quarantine is not None
+    store = open_store(cfg, writable=quarantining)
+    if quarantining and not cfg.readonly and not args.force:
+        raise NotReadOnly(
+            "refusing to quarantine: the registry is not in read-only mode, and a push may be "
+            "writing the very blob being moved. Set storage.maintenance.readonly.enabled: "
+            f"true{_from(cfg)} and restart the registry, or stop the registry and pass "
+            "--force; verify without --quarantine is always safe")
+    quarantine = Quarantine.open(args.quarantine, store) if quarantining else None
+    notes: list[str] = [f"config: {w}" for w in cfg.warnings]
+    bounded = args.max_bytes is not None or args.max_duration is not None
+    if args.no_state and bounded:
+        notes.append("--no-state with a bound: every run starts from the same blobs, so some "
+                     "are never verified; keep a state file for rotation")
+    for note in notes:
+        out.problem(f"warning: {note}")
+    state_file = None if args.no_state else (args.state_file or default_state_path(store.root))
+    command = "regstore verify" + (" --quarantine" if quarantining else "")
+    with StoreLock(store.root, command, exclusive=quarantining) as lock:
+        if lock.stale:
+            notes.append(f"took over a stale lock left by {lock.stale}")
+            out.problem(f"warning: {notes[-1]}")
+        state, state_status, extra = _load_verify_state(state_file, bounded)
+        corrupt_state = state_status == "corrupt"
+        saver = _StateSaver(state_file, state, notes, out)
+        with _phase_bars(out) as progress:
+            try:
+                report = verify(
+                    store, state, metadata_only=args.metadata_only, jobs=args.jobs,
+                    max_bytes=None if corrupt_state else args.max_bytes,
+                    max_duration=None if corrupt_state else args.max_duration,
+                    upload_max_age=cfg.upload_purging.age_seconds, progress=progress,
+                    checkpoint=saver.save)
+            finally:
+                saver.save()  # also on Ctrl-C: what was verified stays verified
+        for finding in extra:
+            report.add(finding)
+        moved = None
+        if quarantine is not None:
+            moved = quarantine_corrupt(store, report, quarantine, command)
+    code = EXIT_FINDINGS if report.errors or (moved and moved.failed) else EXIT_OK
+    quarantined = []
+    moved_notes: list[str] = []
+    if moved is not None:
+        quarantined = [held.__dict__ for _, held in moved.moved]
+        moved_notes += [f"not quarantined: {b.digest}: {why}" for b, why in moved.skipped]
+        moved_notes += [f"FAILED to quarantine {b.digest}: {why}" for b, why in moved.failed]
+        if moved.moved:
+            assert quarantine is not None and quarantine.run_dir is not None
+            moved_notes.append(
+                f"moved {len(moved.moved)} corrupt blob(s) into {quarantine.run_dir}: the "
+                "registry answers 'blob unknown' for them now; re-push the images named above, "
+                f"then verify again. `regstore restore {args.quarantine}` puts them back")
+            if cfg.blobdescriptor_cache:
+                moved_notes.append(_cache_advice(cfg))
+        notes += moved_notes
+    if out.as_json:
+        doc = verify_json(store=store.location, report=report, exit_code=code,
+                          quarantined=quarantined, notes=notes, state=state_status,
+                          state_file=str(state_file) if state_file else None)
+        json.dump(doc, out.out, indent=2)
+        out.out.write("\n")
+        return code
+    if out.quiet:
+        for f in report.errors:
+            print(finding_line(f), file=out.out)
+    else:
+        for line in verify_finding_lines(report.findings):
+            out.say(line)
+        for line in verify_summary(report, state_status):
+            out.say(line)
+    for note in moved_notes:
+        out.problem(note)
+    return code
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
          err: TextIO | None = None) -> int:
     """Run regstore with ``argv``; return the exit code (documented in ``--help``)."""
@@ -435,6 +671,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
             return run_restore(args, output)
         if args.command == "purge-quarantine":
             return run_purge(args, output)
+        if args.command == "verify":
+            return run_verify(args, output)
         raise AssertionError(f"unknown command {args.command}")
     except (RegstoreError, ConfigError) as exc:
         code = int(getattr(exc, "exit_code", EXIT_CONFIG))
