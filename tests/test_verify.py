@@ -1,11 +1,18 @@
-"""verify on small built stores: one test per finding kind, images named, rotation, the CLI."""
+"""verify on small built stores (one test per finding kind, images named, rotation, the CLI)
+and on copies of the real-registry fixtures (corruption, rotation, the state file). Tests that
+start the registry itself are in test_verify_realregistry.py."""
 
+import functools
 import hashlib
 import io
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +25,7 @@ from regstore.state import VerifyState, default_state_path, load_state
 from regstore.store import FilesystemStore, StoreError
 from regstore.verify import KINDS, verify
 from tests.builders import StoreBuilder, build_store, sha256
+from tests.support import copy_fixture, fixture_names, fixture_record
 
 
 def check(root, **kwargs):
@@ -649,3 +657,249 @@ def test_progress_bars_on_a_terminal_only(app, tmp_path):
         with _phase_bars(Output(quiet, False, io.StringIO(), err)) as progress:
             check(tmp_path, progress=progress)
         assert ("hashing" in err.getvalue()) is drawn
+
+
+# --- corruption of copies of the real-registry fixtures ---------------------------------
+#
+# Each test breaks one thing in a copy of fixtures/mixed (written by docker-registry 2.8.2) and
+# asserts exactly the errors and warnings verify reports, the images they name and the exit
+# code. The expected images are computed from the fixture's record alone.
+
+@functools.cache
+def mixed_record():
+    return fixture_record("mixed")
+
+
+def label(name, repo=None):
+    """The digest of the blob the fixture builder labelled ``name``."""
+    return next(b["digest"] for b in mixed_record()["blobs"]
+                if b["label"] == name and (repo is None or b["repo"] == repo))
+
+
+def tagged(repo, tag):
+    return next(t["digest"] for t in mixed_record()["tags"]
+                if (t["repo"], t["tag"]) == (repo, tag))
+
+
+def expected_images(digest):
+    """Every image that needs ``digest`` according to the record: manifests that are it or
+    list it among their blobs, and the indexes above them; by tag where tagged."""
+    live = {(m["repo"], m["digest"]): m for m in mixed_record()["manifests"] if not m["deleted"]}
+    parents = {}
+    for (repo, d), m in live.items():
+        for child in m.get("children", []):
+            parents.setdefault((repo, child), set()).add((repo, d))
+    stack = [k for k, m in live.items() if k[1] == digest or digest in m.get("blobs", [])]
+    seen = set()
+    while stack:
+        key = stack.pop()
+        if key not in seen:
+            seen.add(key)
+            stack.extend(parents.get(key, ()))
+    names = set()
+    for repo, d in seen:
+        tags = live[(repo, d)].get("tags_now") or []
+        names |= {f"{repo}:{t}" for t in tags} if tags else {f"{repo}@{d}"}
+    return tuple(sorted(names, key=lambda n: ("@" in n, n)))
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    root = copy_fixture("mixed", tmp_path / "store")
+    return root, root / layout.V2_PREFIX
+
+
+def verify_json(root, *args):
+    out = io.StringIO()
+    code = main(["verify", "--json", "--no-state", "--root", str(root), *args], out=out,
+                err=io.StringIO())
+    doc = json.loads(out.getvalue())
+    assert doc["exit_code"] == code
+    found = sorted((f["kind"], f["severity"], f["digest"], tuple(f["images"]))
+                   for f in doc["findings"] if f["severity"] != HINT)
+    return code, found, doc
+
+
+def test_fixture_flipped_shared_layer(mixed):
+    root, v2 = mixed
+    base1 = label("base-1")
+    flip(v2 / layout.blob_data(base1), 500)
+    code, found, doc = verify_json(root)
+    images = expected_images(base1)
+    assert code == 1 and found == [("blob-corrupt", ERROR, base1, images)]
+    assert {"app:v1", "app:v2", "team/app/api:1.0", "multi/docker:latest", "tools:stable",
+            "foreign:v1"} <= set(images)
+
+
+def test_fixture_flipped_config(mixed):
+    root, v2 = mixed
+    config = label("app v2 config")
+    flip(v2 / layout.blob_data(config), 0)
+    assert verify_json(root)[:2] == (1, [("blob-corrupt", ERROR, config, ("app:v2",))])
+
+
+def test_fixture_flipped_manifest_of_an_untagged_index_child(mixed):
+    root, v2 = mixed
+    index = tagged("multi/docker", "latest")
+    child = next(m for m in mixed_record()["manifests"] if m["digest"] == index)["children"][0]
+    flip(v2 / layout.blob_data(child), 40)
+    code, found, _ = verify_json(root)
+    assert expected_images(child) == ("multi/docker:latest", f"multi/docker@{child}")
+    assert (code, found) == (1, [("blob-corrupt", ERROR, child, expected_images(child))])
+
+
+def test_fixture_truncated_blob(mixed):
+    root, v2 = mixed
+    layer = label("api-1")
+    data = v2 / layout.blob_data(layer)
+    data.write_bytes(data.read_bytes()[:1000])
+    code, found, doc = verify_json(root)
+    assert (code, found) == (1, [("blob-corrupt", ERROR, layer, ("team/app/api:1.0",
+                                                                  "team/app/api:latest"))])
+    assert "1000 bytes, manifests say 2087" in doc["findings"][0]["message"]
+    code, found, _ = verify_json(root, "--metadata-only")
+    assert (code, found) == (1, [("size-mismatch", ERROR, layer, ("team/app/api:1.0",
+                                                                   "team/app/api:latest"))])
+
+
+def test_fixture_deleted_blob_a_tag_needs(mixed):
+    root, v2 = mixed
+    layer = label("tools-1")
+    shutil.rmtree(v2 / layout.blob_dir(layer))
+    assert verify_json(root)[:2] == (1, [("missing-blob", ERROR, layer, ("tools:stable",))])
+
+
+def test_fixture_empty_revision_link(mixed):
+    root, v2 = mixed
+    digest = tagged("app", "v2")
+    (v2 / layout.revision_link("app", digest)).write_bytes(b"")
+    code, found, doc = verify_json(root)
+    assert (code, found) == (1, [("bad-link", ERROR, digest, ("app:v2",))])
+
+
+def test_fixture_layer_link_to_a_different_digest(mixed):
+    root, v2 = mixed
+    layer, other = label("app-v2"), label("base-2", "app")
+    (v2 / layout.layer_link("app", layer)).write_text(other)
+    assert verify_json(root)[:2] == (1, [("link-mismatch", ERROR, layer, ("app:v2",))])
+
+
+def test_fixture_manifest_naming_a_missing_child(mixed):
+    root, v2 = mixed
+    index = tagged("multi/oci", "v1")
+    child = next(m for m in mixed_record()["manifests"] if m["digest"] == index)["children"][1]
+    shutil.rmtree(v2 / layout.revision_dir("multi/oci", child))
+    assert verify_json(root)[:2] == (1, [("missing-child", ERROR, child, ("multi/oci:v1",))])
+
+
+def test_fixture_missing_layers_link(mixed):
+    root, v2 = mixed
+    base1 = label("base-1")
+    shutil.rmtree(v2 / layout.layer_link_dir("foreign", base1))
+    code, found, doc = verify_json(root)
+    assert (code, found) == (1, [("missing-layer-link", ERROR, base1, ("foreign:v1",))])
+    assert doc["findings"][0]["repository"] == "foreign"
+
+
+def test_fixture_descriptor_size_mismatch(mixed):
+    root, v2 = mixed
+    old = tagged("tools", "stable")
+    doc = json.loads((v2 / layout.blob_data(old)).read_bytes())
+    layer = doc["layers"][0]["digest"]
+    doc["layers"][0]["size"] += 1
+    body = json.dumps(doc, indent=3).encode()
+    new = sha256(body)
+    for key, content in ((layout.blob_data(new), body),
+                         (layout.revision_link("tools", new), new.encode()),
+                         (layout.tag_current_link("tools", "stable"), new.encode()),
+                         (layout.tag_index_entry_dir("tools", "stable", new) + "/link",
+                          new.encode())):
+        (v2 / key).parent.mkdir(parents=True, exist_ok=True)
+        (v2 / key).write_bytes(content)
+    assert verify_json(root)[:2] == (1, [("size-mismatch", ERROR, layer, ("tools:stable",))])
+
+
+def test_fixture_tag_whose_revision_is_gone(mixed):
+    root, v2 = mixed
+    digest = tagged("app", "v2")
+    shutil.rmtree(v2 / layout.revision_dir("app", digest))
+    assert verify_json(root)[:2] == (1, [("dangling-tag", ERROR, digest, ("app:v2",))])
+
+
+@pytest.mark.parametrize("name", fixture_names())
+def test_fixture_clean_stores_verify_with_hints_only(tmp_path, name):
+    root = copy_fixture(name, tmp_path / "store")
+    code, found, doc = verify_json(root)
+    assert (code, found) == (0, [])
+    assert doc["complete"] and doc["summary"]["blobs_hashed"] == doc["summary"]["blobs_total"]
+    orphans = {f["digest"] for f in doc["findings"] if f["kind"] == "orphan-blob"}
+    assert {o["digest"] for o in fixture_record(name)["orphan_blobs"]} <= orphans
+
+
+# --- rotation and the state file on a fixture ------------------------------------------
+
+
+def state_times(root):
+    return {d: e.at for d, e in load_state(default_state_path(root)).entries.items()}
+
+
+def test_fixture_rotation_covers_the_store_in_disjoint_runs(mixed):
+    root, v2 = mixed
+    sizes = {f"sha256:{p.parent.name}": p.stat().st_size for p in (v2 / "blobs").rglob("data")}
+    manifests = {m["digest"] for m in mixed_record()["manifests"] if not m["deleted"]}
+    data = set(sizes) - manifests
+    budget = sum(sizes[d] for d in data) // 2 + max(sizes.values())
+    runs = []
+    for _ in range(2):
+        before = state_times(root) if default_state_path(root).exists() else {}
+        out = io.StringIO()
+        main(["verify", "--json", "--max-bytes", str(budget), "--root", str(root)], out=out,
+             err=io.StringIO())
+        after = state_times(root)
+        runs.append({d for d in data if after.get(d) != before.get(d)})
+        summary = json.loads(out.getvalue())["summary"]
+    first, second = runs
+    assert first and second and not first & second and first | second == data
+    assert summary["coverage"]["pass_complete"] and summary["coverage"]["never_verified"] == 0
+
+
+def test_fixture_corrupt_state_is_reported_and_everything_is_verified(mixed):
+    root, v2 = mixed
+    main(["verify", "-q", "--max-bytes", "4K", "--root", str(root)], out=io.StringIO(),
+         err=io.StringIO())
+    path = default_state_path(root)
+    flip(path, 200)
+    out = io.StringIO()
+    code = main(["verify", "--max-bytes", "4K", "--root", str(root)], out=out, err=io.StringIO())
+    text = out.getvalue()
+    assert code == 0 and "warning: state-corrupt:" in text and "checksum" in text
+    assert "the state file was corrupt and ignored" in text
+    assert "(100%)" in text  # every byte hashed despite --max-bytes
+    assert state_times(root)  # and a good state written in its place
+
+
+def test_fixture_state_survives_a_run_killed_while_writing_it(mixed, tmp_path):
+    root, v2 = mixed
+    main(["verify", "-q", "--max-bytes", "4K", "--root", str(root)], out=io.StringIO(),
+         err=io.StringIO())
+    path = default_state_path(root)
+    before = path.read_bytes()
+    # A second run is SIGKILLed half-way through writing the new state.
+    code = (
+        "import os, signal, sys\n"
+        "from regstore import state\n"
+        "from regstore.cli import main\n"
+        "real = os.write\n"
+        "def dies(fd, data):\n"
+        "    real(fd, bytes(data[: len(data) // 2]))\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "state.os.write = dies\n"
+        "main(['verify', '-q', '--max-bytes', '4K', '--root', sys.argv[1]])\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert path.read_bytes() == before  # the previous state, whole
+    out = io.StringIO()
+    assert main(["verify", "--json", "--max-bytes", "4K", "--root", str(root)], out=out,
+                err=io.StringIO()) == 0
+    assert json.loads(out.getvalue())["summary"]["coverage"]["state"] == "ok"
