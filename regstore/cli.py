@@ -624,11 +624,12 @@ def run_verify(args: argparse.Namespace, out: Output) -> int:
     quarantined = []
     moved_notes: list[str] = []
     if moved is not None:
-        quarantined = [held.__dict__ for _, held in moved.moved]
+        assert quarantine is not None
+        quarantined = [dict(held.__dict__, item=str(quarantine.item_path(held)))
+                       for _, held in moved.moved]
         moved_notes += [f"not quarantined: {b.digest}: {why}" for b, why in moved.skipped]
         moved_notes += [f"FAILED to quarantine {b.digest}: {why}" for b, why in moved.failed]
         if moved.moved:
-            assert quarantine is not None and quarantine.run_dir is not None
             moved_notes.append(
                 f"moved {len(moved.moved)} corrupt blob(s) into {quarantine.run_dir}: the "
                 "registry answers 'blob unknown' for them now; re-push the images named above, "

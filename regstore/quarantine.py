@@ -112,6 +112,11 @@ class Quarantine:
         self.moved.append(held)
         return held
 
+    def item_path(self, held: Held) -> Path:
+        """Where the item ``held`` (moved by this Quarantine) now is."""
+        assert self.run_dir is not None
+        return self.run_dir / ITEMS / str(held.n)
+
     def _items_dir(self) -> Path:
         if self.run_dir is None:
             name = time.strftime("%Y%m%dT%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:8]

@@ -132,12 +132,15 @@ JSON report (``regstore verify --json``, built by :func:`regstore.report.verify_
      "findings": [{"kind": "blob-corrupt", "severity": "error", "message": "…",
                    "digest": "sha256:…", "repository": null,
                    "path": "blobs/sha256/ab/ab…/data", "images": ["app:v1"]}],
-     "quarantined": [{"id": "…", "path": "blobs/sha256/ab/ab…", "kind": "blob",
-                      "digest": "sha256:…", "repository": null, "reason": "…",
-                      "time": 1767225612.0}],
+     "quarantined": [{"n": 0, "kind": "blob", "key": "blobs/sha256/ab/ab…",
+                      "digest": "sha256:…", "repository": null, "size": 1040,
+                      "reason": "data hashes to sha256:…, not to its digest",
+                      "time": 1767225612.0, "item": "<DIR>/<run>/items/0"}],
      "notes": []}
 
-``complete`` is true when every blob's data was hashed in this run. ``coverage.state`` is
+``complete`` is true when every blob's data was hashed in this run. ``quarantined`` lists what
+``--quarantine DIR`` moved (the journal lines of :mod:`regstore.quarantine`, with where the
+item now is). ``coverage.state`` is
 ``ok`` (a state file was read), ``absent`` (none yet), ``corrupt`` (it failed its checks: the
 run ignored its bounds and verified everything) or ``disabled`` (``--no-state``).
 ``oldest_verified_at`` is the oldest successful hash among the blobs now in the store (null
@@ -153,7 +156,7 @@ from collections import defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from regstore import layout
 from regstore.findings import ERROR, HINT, SEVERITIES, WARNING, Finding, printable
@@ -170,6 +173,7 @@ CHUNK_SIZE = 1024 * 1024
 DEFAULT_UPLOAD_MAX_AGE = 168 * 3600.0  # the registry's default uploadpurging.age
 CHECKPOINT_INTERVAL = 300.0
 MAX_LINK_BYTES = 1024
+MAP_BATCH = 4096  # items handed to the thread pool at a time
 
 #: ``progress(phase, advance, total)``; phases in order: "listing", "blobs", "links",
 #: "manifests", "hashing" (advance and total in bytes for "hashing", items otherwise; total
@@ -390,12 +394,16 @@ class _Run:
             tags=sum(len(r.tags) for r in repos), layer_links=sum(len(r.layers) for r in repos),
             orphan_blobs=orphans, orphan_bytes=orphan_bytes)
 
-    def _map(self, fn: Callable[[_T], _R], items: list[_T]) -> Iterable[_R]:
+    def _map(self, fn: Callable[[_T], _R], items: list[_T]) -> Iterator[_R]:
+        """``fn`` over ``items`` in ``jobs`` threads, results in order, as they come: a batch
+        at a time, so that a store of millions of blobs never has millions of futures."""
         if self.jobs == 1 or len(items) < 2:
-            return map(fn, items)
+            yield from map(fn, items)
+            return
         pool = ThreadPoolExecutor(max_workers=self.jobs)
         try:
-            return list(pool.map(fn, items))
+            for start in range(0, len(items), MAP_BATCH):
+                yield from pool.map(fn, items[start:start + MAP_BATCH])
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -722,8 +730,12 @@ class _Run:
         bad = sorted(d for d, f in data.items() if state.known_bad(d, f.size, f.mtime))
         known_bad = set(bad)
         rest = [d for d in data if d not in known_bad]
-        least_recent = lambda d: (last[d] is not None, last[d] or 0.0, d)  # noqa: E731
         last = {d: state.last_verified(d, data[d].size, data[d].mtime) for d in rest}
+
+        def least_recent(digest: str) -> tuple[bool, float, str]:
+            # Never verified before all, then least recently verified, then by digest.
+            return last[digest] is not None, last[digest] or 0.0, digest
+
         bounded = self.max_bytes is not None or self.max_duration is not None
         if state.pass_started == 0.0:
             state.pass_started, cov.new_pass = self.started, True
@@ -731,7 +743,6 @@ class _Run:
         if bounded and not due and not self.metadata_only:
             state.pass_started, cov.new_pass = self.started, True
             due = rest
-        # Least recently verified first, never verified before all, then by digest.
         due.sort(key=least_recent)
         if self.metadata_only:
             todo: list[str] = []

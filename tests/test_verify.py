@@ -24,7 +24,7 @@ from regstore.manifest import DOCKER_LIST, OCI_MANIFEST, SCHEMA2
 from regstore.state import VerifyState, default_state_path, load_state
 from regstore.store import FilesystemStore, StoreError
 from regstore.verify import KINDS, verify
-from tests.builders import StoreBuilder, build_store, sha256
+from tests.builders import StoreBuilder, sha256
 from tests.support import copy_fixture, fixture_names, fixture_record
 
 

@@ -67,9 +67,11 @@ def test_quarantine_makes_the_registry_say_blob_unknown_and_a_re_push_heals(
     assert code == 1
     assert [(f["kind"], f["digest"]) for f in doc["findings"] if f["severity"] == "error"] == \
         [("blob-corrupt", base1)]
-    assert [q["digest"] for q in doc["quarantined"]] == [base1]
+    [moved] = doc["quarantined"]
+    assert (moved["digest"], moved["key"]) == (base1, layout.blob_dir(base1))
     assert not (v2 / layout.blob_dir(base1)).exists()
     [run] = runs_in(quarantine)
+    assert moved["item"] == str(run / "items" / "0")
     assert (run / "items" / "0" / "data").read_bytes() == bytes(corrupt)
 
     code, doc = verify(root)
