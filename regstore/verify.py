@@ -59,8 +59,9 @@ bad-link                 error/warning  a link file is empty or holds no digest 
 link-mismatch            error/warning  a revision, layer or tag index link holds a digest
                                         other than its path's: the registry would serve other
                                         bytes under this digest. Severity as for bad-link.
-dangling-link            hint           a layer link to a blob that is gone, where nothing
-                                        needs it (e.g. the link of a swept orphan).
+dangling-link            hint           a layer link or tag index entry to a blob that is
+                                        gone, where nothing needs it (e.g. the link of a
+                                        swept orphan).
 unreadable               error          a file or directory could not be read: what it holds
                                         was not verified.
 symlink                  error/warning  a symlink where the registry writes files or
@@ -709,7 +710,14 @@ class _Run:
                 "does not expect this", digest=current, repository=name, key=current_key))
         for digest in sorted(tag.index):
             key = layout.tag_index_entry_dir(name, tag_name, digest) + "/link"
-            self._check_link(key, digest, name, WARNING, (), "tag index")
+            link = self._check_link(key, digest, name, WARNING, (), "tag index")
+            if link.status == "ok" and digest not in self.files and digest != current \
+                    and digest not in repo.revisions and digest not in self.unusable:
+                # History of a manifest deleted through the API and then swept: 2.8 untags
+                # only the tags that point at a manifest it deletes.
+                self.findings.append(Finding(
+                    "dangling-link", HINT, "tag history entry of a manifest that is gone; "
+                    "nothing needs it", digest=digest, repository=name, key=key))
 
     # --- 5. hashing the data --------------------------------------------------------------
 

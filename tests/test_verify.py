@@ -245,6 +245,16 @@ def test_layer_link_of_a_swept_blob_is_a_leftover(app, tmp_path):
     assert hints(report) == [("dangling-link", ghost)]
 
 
+def test_tag_history_of_a_swept_manifest_is_a_leftover(app, tmp_path):
+    b, v1, *_ = app
+    v2 = b.image("app", [b"second push"], tag="v1")  # v1 moves on; its history keeps v1
+    shutil.rmtree(b.path(layout.revision_dir("app", v1)))  # deleted through the API
+    shutil.rmtree(b.path(layout.blob_dir(v1)))  # and swept
+    report = check(tmp_path)
+    assert problems(report) == []
+    assert ("dangling-link", v1) in hints(report) and v2
+
+
 def test_missing_layers_link(app, tmp_path):
     b, v1, la, _ = app
     shutil.rmtree(b.path(layout.layer_link_dir("app", la)))
@@ -362,6 +372,16 @@ def test_stray_entries_in_the_blob_tree(app, tmp_path):
     assert strays == sorted([layout.blob_dir(la) + "/data.bak",
                              f"blobs/sha256/00/{misplaced.split(':')[1]}",
                              "blobs/sha256/00/not-a-digest"])
+
+
+def test_invalid_tag_name_is_a_warning(app, tmp_path):
+    b, v1, *_ = app
+    bad = b.v2 / layout.tags_dir("app") / "-bad" / "current"
+    bad.mkdir(parents=True)
+    (bad / "link").write_text(v1)
+    report = check(tmp_path)
+    assert [(f.kind, f.severity) for f in report.findings] == [("invalid-tag-name", WARNING)]
+    assert "swept" not in report.findings[0].message and "kept" not in report.findings[0].message
 
 
 def test_invalid_repository_name_is_an_error(app, tmp_path):
