@@ -48,6 +48,8 @@ MIN_BLOBS = 200  # below this the store cannot hold one of every feature
 # platforms, two earlier builds, referrers, untagged and deleted images, orphans): checking
 # against it keeps the blob count exact.
 REPO_COST_MAX = 110
+CI_SHARE = 0.01  # repositories with 50-300 tags, CI builds
+MANY_TAGS_SHARE = 0.10  # repositories with 10-40 tags
 
 SCHEMA2 = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -244,10 +246,25 @@ class Planner:
             name = f"{self.rng.choice(names)}/sub-{number}"
         names.append(name)
         repo = Repo(name)
-        tag_names = self.tag_names(self.rng.choice((1, 2, 3, 3, 4, 4, 5, 6, 8)))
-        for tag_name in tag_names:
+        # Tags per repository have a long tail: most repositories hold a few releases, some
+        # dozens, and CI repositories hundreds of builds (main-<sha>, pr-<n>) with a `latest`
+        # overwritten at every merge. The registry's -m reads every tag for every revision of
+        # a repository, so the tail is what makes it slow (distribution#1950).
+        deps: list[int] = []
+        roll = self.rng.random()
+        if number >= 3 and roll < CI_SHARE:
+            deps = [self.layer() for _ in range(2)]  # dependencies every build shares
+            count = self.rng.randint(50, 300)
+        elif roll < CI_SHARE + MANY_TAGS_SHARE:
+            count = self.rng.randint(10, 40)
+        else:
+            count = self.rng.choice((1, 2, 3, 3, 4, 4, 5, 6, 8))
+        for tag_name in self.tag_names(count):
             if self.target - self.used <= self.reserve + REPO_COST_MAX and repo.tags:
                 break
+            if deps:
+                self.ci_tag(repo, tag_name, deps)
+                continue
             current = self.tagged_manifest(repo)
             history = [current]
             if self.want("overwritten-tag", 0.3):
@@ -280,6 +297,17 @@ class Planner:
         if self.want("orphan-linked", 0.08):
             repo.orphans.extend(self.layer() for _ in range(self.rng.randint(1, 3)))
         return repo
+
+    def ci_tag(self, repo: Repo, tag_name: str, deps: list[int]) -> None:
+        """One CI build: the base, the shared dependencies, one or two layers of its own. The
+        first tag (``latest`` or whatever comes first) is overwritten by many builds."""
+        history = [self.image("docker", deps, (1, 1, 2))]
+        if not repo.tags:
+            earlier = self.rng.randint(10, 60)
+            room = (self.target - self.used - self.reserve - REPO_COST_MAX) // 4
+            history[:0] = [self.image("docker", deps, (1, 1, 2))
+                           for _ in range(max(0, min(earlier, room)))]
+        repo.tags.append(Tag(tag_name, history))
 
     def tag_names(self, count: int) -> list[str]:
         names: list[str] = []
@@ -320,10 +348,11 @@ class Planner:
             return self.image("oci-bare")
         return self.image("docker" if self.rng.random() < 0.55 else "oci")
 
-    def image(self, flavor: str) -> Node:
+    def image(self, flavor: str, shared: Sequence[int] = (),
+              own_layers: Sequence[int] = (1, 1, 2, 2, 3, 3, 4, 5, 6)) -> Node:
         base = self.bases[min(len(self.bases) - 1,
                               int(len(self.bases) * self.rng.random() ** 2))]
-        own = [self.layer() for _ in range(self.rng.choice((1, 1, 2, 2, 3, 3, 4, 5, 6)))]
+        own = list(shared) + [self.layer() for _ in range(self.rng.choice(own_layers))]
         self.json_blobs += 2  # config and manifest
         return Node("image", flavor, next(self.idents), layers=base + own)
 
@@ -861,6 +890,8 @@ def _record(planner: Planner, repo_files: list[RepoFiles], blobs: int, seed: int
             "repositories": len(repo_files),
             "nested_repositories": sum(1 for r in repo_files if "/" in r.name),
             "tags": len(tagged),
+            "most_tags_in_a_repository": max(len(r.tags) for r in repo_files),
+            "repositories_with_50_tags_or_more": sum(1 for r in repo_files if len(r.tags) >= 50),
             "overwritten_tags": sum(1 for r in repo_files for _, h in r.tags if len(h) > 1),
             "revisions": revisions,
             "untagged_revisions": revisions - tagged_revisions,

@@ -450,8 +450,9 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"Measured {m['date']} on {m['nproc']} CPUs ({m.get('cpu', '?')}), "
         f"{m.get('ram_bytes', 0) / 2**30:.0f} GiB RAM, disk {doc['disk']}; load average "
-        f"at start {', '.join(f'{x:.2f}' for x in m['load_average'])}.",
-        f"{doc['regstore_version']}, {doc['registry_version']}, Python {m['python']}. "
+        f"{m['load_average'][0]:.2f} at the start, {m['load_average_end'][0]:.2f} at the end.",
+        f"{doc['regstore_version']} (tree {doc['regstore_tree']}), {doc['registry_version']}, "
+        f"Python {m['python']}. "
         f"{doc['cache']}. Runs per tool and case: {doc['runs']}, alternating; times are "
         f"medians (min–max); {doc['rss']}.",
         "",
@@ -651,6 +652,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                   else args.store[0]),
             "cache": cache.why, "cache_mode": cache.mode, "runs": args.runs,
             "regstore_version": version_of(regstore + ["--version"]),
+            "regstore_tree": version_of(["git", "-C", str(Path(__file__).resolve().parent),
+                                         "describe", "--always", "--dirty"]),
             "registry_version": version_of([args.registry, "--version"]),
             "baseline_rss": baseline_rss(sys.executable, tmp), "rss": rss_method(),
             "sizes": [],
@@ -682,6 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      "for": its_cases})
                 continue
             doc["sizes"].append(measure(ctx, root, how, its_cases, hash_rate))
+    doc["machine"]["load_average_end"] = os.getloadavg()
     text = markdown(doc)
     print(text)
     if args.json:
