@@ -645,8 +645,8 @@ def run_verify(args: argparse.Namespace, out: Output) -> int:
         out.out.write("\n")
         return code
     if out.quiet:
-        for f in report.errors:
-            print(finding_line(f), file=out.out)
+        for f in report.errors:  # as -q promises: nothing when all is well, problems on stderr
+            out.problem(finding_line(f))
     else:
         for line in verify_finding_lines(report.findings):
             out.say(line)

@@ -141,11 +141,18 @@ JSON report (``regstore verify --json``, built by :func:`regstore.report.verify_
 
 ``complete`` is true when every blob's data was hashed in this run. ``quarantined`` lists what
 ``--quarantine DIR`` moved (the journal lines of :mod:`regstore.quarantine`, with where the
-item now is). ``coverage.state`` is
-``ok`` (a state file was read), ``absent`` (none yet), ``corrupt`` (it failed its checks: the
-run ignored its bounds and verified everything) or ``disabled`` (``--no-state``).
-``oldest_verified_at`` is the oldest successful hash among the blobs now in the store (null
-when none has one); ``never_verified`` counts blobs with none.
+item now is). ``coverage.state`` is ``ok`` (a state file was read), ``absent`` (none yet),
+``corrupt`` (it failed its checks: the run ignored its bounds and verified everything) or
+``disabled`` (``--no-state``). ``oldest_verified_at`` is the oldest successful hash among the
+blobs now in the store (null when none has one); ``never_verified`` counts blobs with none.
+A run that stops early (exit code 3, 4 or 5) prints ``{"format", "regstore", "command",
+"exit_code", "error"}`` instead, as ``gc`` does.
+
+Exit codes of ``regstore verify``: 0 no errors (warnings and hints allowed); 1 errors found (or
+a corrupt blob could not be quarantined); 2 usage; 3 no store, bad config, unreadable state
+file or unusable quarantine directory; 4 ``--quarantine`` while the registry is not read-only
+(without ``--force``); 5 a sweep holds the lock; 130 interrupted (what was hashed until then is
+saved in the state file).
 """
 
 from __future__ import annotations

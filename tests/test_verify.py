@@ -593,7 +593,8 @@ def test_cli_quiet_prints_only_errors(app, tmp_path):
     assert (code, out, err) == (0, "", "")
     flip(b.path(layout.blob_data(la)))
     code, out, err = cli("-q", "--root", str(tmp_path))
-    assert code == 1 and out.count("\n") == 1 and out.startswith("error: blob-corrupt: ")
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: blob-corrupt: ")
 
 
 def test_cli_json_report(app, tmp_path):
@@ -923,3 +924,23 @@ def test_fixture_state_survives_a_run_killed_while_writing_it(mixed, tmp_path):
     assert main(["verify", "--json", "--max-bytes", "4K", "--root", str(root)], out=out,
                 err=io.StringIO()) == 0
     assert json.loads(out.getvalue())["summary"]["coverage"]["state"] == "ok"
+
+
+def test_cli_interrupted_run_keeps_what_it_verified(tmp_path, monkeypatch):
+    from regstore import verify as verify_mod
+
+    many_layers(tmp_path, 6)
+    real = verify_mod._Run._hash_blob
+    calls = []
+
+    def interrupted(self, digest, *args):
+        calls.append(digest)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C while the third blob is hashed
+        return real(self, digest, *args)
+
+    monkeypatch.setattr(verify_mod._Run, "_hash_blob", interrupted)
+    code, _, err = cli("--jobs", "1", "--root", str(tmp_path))
+    assert code == 130 and "interrupted" in err
+    kept = load_state(default_state_path(tmp_path)).entries
+    assert set(calls[:2]) <= set(kept) and calls[2] not in kept
