@@ -578,6 +578,16 @@ def _load_verify_state(path: Path | None, bounded: bool) -> tuple[VerifyState, s
     return (loaded or VerifyState()), ("absent" if loaded is None else "ok"), []
 
 
+def _outside_docker_tree(path: Path, store: FilesystemStore, option: str) -> None:
+    """Refuse a file of regstore's own inside the tree the registry reads."""
+    real = os.path.realpath(path)
+    docker = os.path.realpath(store.root / "docker")
+    if real == docker or real.startswith(docker + os.sep):
+        raise RegstoreError(f"{option} {path} is inside the store's docker tree, which belongs "
+                            "to the registry; keep it beside it, e.g. in "
+                            f"{store.root / '.regstore'}")
+
+
 def run_verify(args: argparse.Namespace, out: Output) -> int:
     cfg = resolve_config(args)
     quarantining = args.quarantine is not None
@@ -597,6 +607,8 @@ def run_verify(args: argparse.Namespace, out: Output) -> int:
     for note in notes:
         out.problem(f"warning: {note}")
     state_file = None if args.no_state else (args.state_file or default_state_path(store.root))
+    if state_file is not None:
+        _outside_docker_tree(state_file, store, "--state-file")
     command = "regstore verify" + (" --quarantine" if quarantining else "")
     with StoreLock(store.root, command, exclusive=quarantining) as lock:
         if lock.stale:

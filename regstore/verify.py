@@ -817,9 +817,14 @@ class _Run:
                     if not pending:
                         break
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    error: BaseException | None = None
                     for future in done:
                         digest = pending.pop(future)
-                        outcome = future.result()
+                        try:
+                            outcome = future.result()
+                        except BaseException as exc:  # raised below, once the rest is noted
+                            error = error or exc
+                            continue
                         if isinstance(outcome, _Hashed):
                             self._note_hash(digest, outcome)
                         elif outcome.reason == "aborted":
@@ -828,6 +833,8 @@ class _Run:
                             self.vanished.add(layout.blob_data(digest))
                         else:
                             self.unreadable_data[digest] = outcome.detail
+                    if error is not None:
+                        raise error
                     if self.checkpoint and self.clock() - last_checkpoint >= \
                             self.checkpoint_interval:
                         self.checkpoint()

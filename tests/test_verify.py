@@ -651,6 +651,12 @@ def test_cli_state_file_option(app, tmp_path):
     assert not default_state_path(tmp_path).exists()
 
 
+def test_cli_refuses_a_state_file_inside_the_docker_tree(app, tmp_path):
+    inside = tmp_path / "docker" / "registry" / "v2" / "verify-state"
+    code, _, err = cli("--state-file", str(inside), "--root", str(tmp_path))
+    assert code == 3 and "docker tree" in err and not inside.exists()
+
+
 def test_cli_quarantine_needs_read_only_or_force(app, tmp_path):
     b, v1, la, _ = app
     flip(b.path(layout.blob_data(la)))
