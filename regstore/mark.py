@@ -47,6 +47,7 @@ class MarkResult:
     kept_in_doubt: dict[str, set[str]] = field(default_factory=dict)  # untagged, unparsable
     # untagged revisions kept only because their link is younger than the grace period
     young: dict[str, set[str]] = field(default_factory=dict)
+    delete_untagged: bool = False  # the mode: are untagged revisions roots or not
     manifests: dict[str, Manifest | Unusable] = field(default_factory=dict)
     problems: list[Finding] = field(default_factory=list)
 
@@ -106,7 +107,7 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
     time), an untagged revision whose link was written at or after it is live too: it may be
     the child of an index whose push is still under way.
     """
-    result = MarkResult(problems=list(inventory.blocking))
+    result = MarkResult(problems=list(inventory.blocking), delete_untagged=delete_untagged)
     cache = ManifestCache(store, inventory.blobs, jobs)
     cache.prefetch((d for r in inventory.repositories.values() for d in r.revisions), progress)
     for repo in inventory.repositories.values():
