@@ -24,16 +24,18 @@ from regstore.errors import EXIT_CONFIG, EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_IN
 from regstore.findings import ERROR, WARNING, Finding
 from regstore.holding import Holding, recover, restore_runs, runs_in
 from regstore.inventory import Inventory, take_inventory
-from regstore.layout import is_upload_id
+from regstore.layout import is_digest, is_upload_id
 from regstore.lock import StoreLock
+from regstore.metrics import gc_metrics, render, run_metrics, verify_metrics, write_atomically
 from regstore.mark import late_references, mark
 from regstore.quarantine import Quarantine
-from regstore.report import JSON_FORMAT, apply_lines, finding_line, gc_json, plan_lines, plan_summary
+from regstore.report import JSON_FORMAT, apply_lines, human_bytes, finding_line, gc_json, plan_lines, plan_summary
 from regstore.report import verify_finding_lines, verify_json, verify_summary
 from regstore.state import StateCorrupt, VerifyState, default_state_path, load_state, save_state
 from regstore.store.filesystem import FilesystemStore
+from regstore.usage import explain, usage
 from regstore.sweep import BLOB, PlanOptions, SweepPlan, apply_plan, build_plan, upload_started
-from regstore.verify import quarantine_corrupt, verify
+from regstore.verify import KINDS as FINDING_KINDS, quarantine_corrupt, verify
 
 EXIT_CODES = """\
 exit codes:
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                          f"this share of the blobs (default {DEFAULT_MAX_DELETE_FRACTION}); a "
                          "plan removing every blob of a store that has tags stops unless F is 1")
     _output_arguments(gc)
+    _cron_arguments(gc)
 
     restore = commands.add_parser(
         "restore", help="put back what `gc --quarantine DIR` moved into DIR",
@@ -135,7 +138,59 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--older-than", type=_age, required=True, metavar="AGE")
     _output_arguments(purge)
     _verify_parser(commands)
+
+    du = commands.add_parser(
+        "du", help="storage used per repository: reachable, unique, shared, freed by gc -m",
+        description=DU_DESCRIPTION, epilog=DU_EXAMPLES + "\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _store_arguments(du)
+    du.add_argument("--sort", choices=("reachable", "unique", "shared", "freed", "name"),
+                    default="reachable", help="order of the rows (default: reachable, largest "
+                                              "first)")
+    du.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    _output_arguments(du)
+
+    why = commands.add_parser(
+        "explain", help="why a blob or manifest is kept, or why it would go",
+        description=EXPLAIN_DESCRIPTION, epilog=EXPLAIN_EXAMPLES + "\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    why.add_argument("digest", metavar="DIGEST", help="a blob or manifest digest (sha256:...)")
+    _store_arguments(why)
+    _output_arguments(why)
     return parser
+
+
+DU_DESCRIPTION = """\
+Show where the storage goes, per repository, in bytes of blob data:
+
+  reachable  what the repository's live manifests (every linked revision and tag) reach,
+             manifests, configs and layers included
+  unique     reached by this repository only: what deleting it would free
+  shared     reached by this repository and at least one other
+  freed -m   reached here but by nothing live under `gc -m`: what -m would free
+
+Unique bytes of all repositories plus the shared blobs counted once are the store's
+reachable bytes; the rest is orphan data that `regstore gc` removes. Reads only.
+"""
+
+DU_EXAMPLES = """\
+examples:
+  regstore du /etc/docker/registry/config.yml
+  regstore du --sort unique --root /var/lib/registry | head
+  regstore du --csv config.yml > usage.csv
+"""
+
+EXPLAIN_DESCRIPTION = """\
+Say why `regstore gc` keeps a blob or manifest: every repository, tag (or untagged
+manifest) and chain of manifests that reaches it, for a plain gc and for gc -m; or, when
+nothing does, that it would go and which layer links name it. Reads only.
+"""
+
+EXPLAIN_EXAMPLES = """\
+examples:
+  regstore explain sha256:4496c7e8... /etc/docker/registry/config.yml
+  regstore explain --json sha256:4496c7e8... --root /var/lib/registry
+"""
 
 
 DEFAULT_MIN_AGE = "1h"
@@ -175,6 +230,14 @@ def _store_arguments(p: argparse.ArgumentParser) -> None:
                    help="threads for reading (default 8)")
 
 
+def _cron_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics-file", type=Path, metavar="PATH",
+                   help="write Prometheus metrics of the run to PATH (atomically), for "
+                        "node_exporter's textfile collector")
+    p.add_argument("--log-file", type=Path, metavar="PATH",
+                   help="append every line of the run, timestamped, to PATH")
+
+
 def _output_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print nothing when all is well; problems still go to stderr")
@@ -183,21 +246,34 @@ def _output_arguments(p: argparse.ArgumentParser) -> None:
 
 
 class Output:
-    """Where text goes: reports to stdout, problems to stderr, progress bars on a terminal."""
+    """Where text goes: reports to stdout, problems to stderr, progress bars on a terminal,
+    and every line, timestamped, to the log file when there is one. A command leaves its
+    machine report in ``doc``; main() prints it for --json and turns it into metrics."""
 
-    def __init__(self, quiet: bool, as_json: bool, out: TextIO, err: TextIO) -> None:
+    def __init__(self, quiet: bool, as_json: bool, out: TextIO, err: TextIO,
+                 log: TextIO | None = None) -> None:
         self.quiet = quiet
         self.as_json = as_json
         self.out = out
         self.err = err
+        self.log = log
+        self.doc: dict[str, object] | None = None
 
     def say(self, line: str) -> None:
+        self.to_log(line)
         if not self.quiet and not self.as_json:
             print(line, file=self.out)
 
     def problem(self, line: str) -> None:
+        self.to_log(line)
         if not self.as_json:
             print(line, file=self.err)
+
+    def to_log(self, line: str) -> None:
+        if self.log is not None:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            self.log.write(f"{stamp} regstore[{os.getpid()}]: {line}\n")
+            self.log.flush()
 
     @contextmanager
     def progress(self, desc: str, unit: str = "it") -> Iterator[Callable[[int], None]]:
@@ -330,12 +406,10 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
         if sweeping and complete and cfg.blobdescriptor_cache and applied and applied.removed:
             notes.append(_cache_advice(cfg))
             out.problem(f"note: {notes[-1]}")
-        if out.as_json:
-            doc = gc_json(store=store.location, dry_run=args.dry_run,
+        out.doc = gc_json(store=store.location, dry_run=args.dry_run,
                           delete_untagged=args.delete_untagged, plan=plan, findings=findings,
                           complete=complete, applied=applied, exit_code=code, notes=notes)
-            json.dump(doc, out.out, indent=2)
-            out.out.write("\n")
+        if out.as_json:
             return code
         out.say(plan_summary(plan))
         for line in plan_lines(plan):
@@ -400,13 +474,9 @@ def run_restore(args: argparse.Namespace, out: Output) -> int:
                             "a journal.jsonl in it)")
     with StoreLock(store.root, "regstore restore"):
         restored = restore_runs(store, runs)
-    if out.as_json:
-        json.dump({"format": JSON_FORMAT, "regstore": __version__, "command": "restore",
-                   "exit_code": EXIT_OK, "restored": [h.__dict__ for h in restored]},
-                  out.out, indent=2)
-        out.out.write("\n")
-    else:
-        out.say(f"put back {len(restored)} items from {len(runs)} quarantined sweep(s)")
+    out.doc = {"format": JSON_FORMAT, "regstore": __version__, "command": "restore",
+               "exit_code": EXIT_OK, "restored": [h.__dict__ for h in restored]}
+    out.say(f"put back {len(restored)} items from {len(runs)} quarantined sweep(s)")
     return EXIT_OK
 
 
@@ -417,12 +487,9 @@ def run_purge(args: argparse.Namespace, out: Output) -> int:
         if (run / "journal.jsonl").stat().st_mtime < cutoff:
             shutil.rmtree(run)
             purged.append(run.name)
-    if out.as_json:
-        json.dump({"format": JSON_FORMAT, "regstore": __version__, "command": "purge-quarantine",
-                   "exit_code": EXIT_OK, "purged": purged}, out.out, indent=2)
-        out.out.write("\n")
-    else:
-        out.say(f"deleted {len(purged)} quarantined sweep(s) older than the limit")
+    out.doc = {"format": JSON_FORMAT, "regstore": __version__, "command": "purge-quarantine",
+               "exit_code": EXIT_OK, "purged": purged}
+    out.say(f"deleted {len(purged)} quarantined sweep(s) older than the limit")
     return EXIT_OK
 
 
@@ -505,6 +572,7 @@ def _verify_parser(commands: argparse._SubParsersAction) -> None:  # type: ignor
                    help="with --quarantine: move although the config does not put the "
                         "registry in read-only mode (only when the registry is stopped)")
     _output_arguments(v)
+    _cron_arguments(v)
 
 
 @contextmanager
@@ -649,12 +717,10 @@ def run_verify(args: argparse.Namespace, out: Output) -> int:
             if cfg.blobdescriptor_cache:
                 moved_notes.append(_cache_advice(cfg))
         notes += moved_notes
-    if out.as_json:
-        doc = verify_json(store=store.location, report=report, exit_code=code,
+    out.doc = verify_json(store=store.location, report=report, exit_code=code,
                           quarantined=quarantined, notes=notes, state=state_status,
                           state_file=str(state_file) if state_file else None)
-        json.dump(doc, out.out, indent=2)
-        out.out.write("\n")
+    if out.as_json:
         return code
     if out.quiet:
         for f in report.errors:  # as -q promises: nothing when all is well, problems on stderr
@@ -669,6 +735,88 @@ def run_verify(args: argparse.Namespace, out: Output) -> int:
     return code
 
 
+def _marks_for_reading(args: argparse.Namespace) -> tuple[FilesystemStore, Inventory, object,
+                                                          object]:
+    cfg = resolve_config(args)
+    store = open_store(cfg, writable=False)
+    with StoreLock(store.root, f"regstore {args.command}", exclusive=False):
+        inventory = take_inventory(store)
+        plain = mark(store, inventory, False, args.jobs)
+        untagged = mark(store, inventory, True, args.jobs)
+    for f in plain.problems + inventory.findings:
+        if f.severity == ERROR:
+            out_line = finding_line(f)
+            print(out_line, file=sys.stderr)
+    return store, inventory, plain, untagged
+
+
+def run_du(args: argparse.Namespace, out: Output) -> int:
+    store, inventory, plain, untagged = _marks_for_reading(args)
+    u = usage(store, inventory, plain, untagged)  # type: ignore[arg-type]
+    key = {"reachable": lambda r: -r.reachable_bytes, "unique": lambda r: -r.unique_bytes,
+           "shared": lambda r: -r.shared_bytes, "freed": lambda r: -r.freed_by_m_bytes,
+           "name": lambda r: r.repository}[args.sort]
+    rows = sorted(u.repositories, key=lambda r: (key(r), r.repository))
+    out.doc = {"format": JSON_FORMAT, "regstore": __version__, "command": "du",
+               "store": store.location, "exit_code": EXIT_OK,
+               "summary": {"total_bytes": u.total_bytes, "reachable_bytes": u.reachable_bytes,
+                           "shared_bytes": u.shared_bytes, "orphan_bytes": u.orphan_bytes,
+                           "repositories": len(rows)},
+               "repositories": [r.as_dict() for r in rows]}
+    if args.csv:
+        out.say("repository,reachable_bytes,unique_bytes,shared_bytes,freed_by_m_bytes,"
+                "blobs,tags,manifests")
+        for r in rows:
+            out.say(f'"{r.repository}",{r.reachable_bytes},{r.unique_bytes},{r.shared_bytes},'
+                    f"{r.freed_by_m_bytes},{r.blobs},{r.tags},{r.manifests}")
+        return EXIT_OK
+    width = max([len(r.repository) for r in rows] + [10])
+    out.say(f"{'REPOSITORY':<{width}}  {'REACHABLE':>10}  {'UNIQUE':>10}  {'SHARED':>10}  "
+            f"{'FREED -m':>10}  TAGS")
+    for r in rows:
+        out.say(f"{r.repository:<{width}}  {human_bytes(r.reachable_bytes):>10}  "
+                f"{human_bytes(r.unique_bytes):>10}  {human_bytes(r.shared_bytes):>10}  "
+                f"{human_bytes(r.freed_by_m_bytes):>10}  {r.tags}")
+    out.say(f"store: {human_bytes(u.total_bytes)} of blob data, "
+            f"{human_bytes(u.reachable_bytes)} reachable ({human_bytes(u.shared_bytes)} of it "
+            f"shared), {human_bytes(u.orphan_bytes)} orphan (what `regstore gc` removes)")
+    return EXIT_OK
+
+
+def run_explain(args: argparse.Namespace, out: Output) -> int:
+    if not is_digest(args.digest):
+        raise RegstoreError(f"{args.digest!r} is not a digest: give sha256:<64 hex digits>")
+    store, inventory, plain, untagged = _marks_for_reading(args)
+    digest = args.digest
+    present = digest in inventory.blobs
+    plain_chains = explain(digest, inventory, plain)  # type: ignore[arg-type]
+    m_chains = explain(digest, inventory, untagged)  # type: ignore[arg-type]
+    links = sorted(n for n, r in inventory.repositories.items() if digest in r.layers)
+    revisions = sorted(n for n, r in inventory.repositories.items() if digest in r.revisions)
+    out.doc = {"format": JSON_FORMAT, "regstore": __version__, "command": "explain",
+               "store": store.location, "exit_code": EXIT_OK, "digest": digest,
+               "in_store": present, "kept_by_gc": bool(plain_chains),
+               "kept_by_gc_m": bool(m_chains),
+               "chains": [str(c) for c in plain_chains],
+               "chains_m": [str(c) for c in m_chains],
+               "layer_links": links, "revision_links": revisions}
+    out.say(f"{digest}: {'in the blob store' if present else 'NOT in the blob store'}"
+            f"{'; linked as a layer in ' + ', '.join(links) if links else ''}"
+            f"{'; a manifest revision of ' + ', '.join(revisions) if revisions else ''}")
+    for title, chains in (("regstore gc", plain_chains), ("regstore gc -m", m_chains)):
+        if chains:
+            out.say(f"kept by `{title}`, reached by:")
+            for c in chains:
+                out.say(f"  {c}")
+        else:
+            out.say(f"`{title}` would remove it: no live manifest of any repository reaches it")
+    return EXIT_OK
+
+
+COMMANDS = {"gc": "run_gc", "verify": "run_verify", "restore": "run_restore",
+            "purge-quarantine": "run_purge", "du": "run_du", "explain": "run_explain"}
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
          err: TextIO | None = None) -> int:
     """Run regstore with ``argv``; return the exit code (documented in ``--help``)."""
@@ -676,31 +824,62 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     err = err or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
-    output = Output(getattr(args, "quiet", False), getattr(args, "json", False), out, err)
+    log = _open_log(getattr(args, "log_file", None), err)
+    output = Output(getattr(args, "quiet", False), getattr(args, "json", False), out, err, log)
+    started = time.time()
+    output.to_log(f"start: regstore {' '.join(sys.argv[1:] if argv is None else argv)}")
     try:
-        if args.command == "gc":
-            return run_gc(args, output)
-        if args.command == "restore":
-            return run_restore(args, output)
-        if args.command == "purge-quarantine":
-            return run_purge(args, output)
-        if args.command == "verify":
-            return run_verify(args, output)
-        raise AssertionError(f"unknown command {args.command}")
+        code = globals()[COMMANDS[args.command]](args, output)
     except (RegstoreError, ConfigError) as exc:
         code = int(getattr(exc, "exit_code", EXIT_CONFIG))
+        output.to_log(f"regstore: {exc}")
         print(f"regstore: {exc}", file=err)
-        if output.as_json:
-            # A script reading --json always gets a document, even when the run stopped.
-            json.dump({"format": JSON_FORMAT, "regstore": __version__, "command": args.command,
-                       "exit_code": code, "error": str(exc)}, out, indent=2)
-            out.write("\n")
-        return code
+        # A script reading --json always gets a document, even when the run stopped.
+        output.doc = {"format": JSON_FORMAT, "regstore": __version__, "command": args.command,
+                      "exit_code": code, "error": str(exc)}
     except KeyboardInterrupt:
         print("regstore: interrupted", file=err)
-        return EXIT_INTERRUPTED
+        code, output.doc = EXIT_INTERRUPTED, None
+    try:
+        if output.as_json and output.doc is not None:
+            json.dump(output.doc, out, indent=2)
+            out.write("\n")
+            out.flush()
     except BrokenPipeError:
         # The reader (`| head`) went away: not an error of the run. Point stdout at devnull
         # so the interpreter's final flush does not complain again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+    metrics_file = getattr(args, "metrics_file", None)
+    if metrics_file is not None:
+        code = _write_metrics(metrics_file, args.command, output.doc, started, code, err)
+    output.to_log(f"end: exit {code} after {time.time() - started:.1f}s")
+    if log is not None:
+        log.close()
+    return code
+
+
+def _open_log(path: Path | None, err: TextIO) -> TextIO | None:
+    if path is None:
+        return None
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as exc:
+        print(f"regstore: warning: cannot write the log {path}: {exc.strerror}; logging to "
+              "stderr only", file=err)
+        return None
+
+
+def _write_metrics(path: Path, command: str, doc: dict[str, object] | None, started: float,
+                   code: int, err: TextIO) -> int:
+    """Write the run's metrics; a failure to write them is a failure of the run (exit 3),
+    since an alert that never fires is worse than a cron mail."""
+    metrics = run_metrics(started=started, seconds=time.time() - started, exit_code=code)
+    if doc is not None and "error" not in doc:
+        metrics += gc_metrics(doc) if command == "gc" else \
+            verify_metrics(doc, FINDING_KINDS) if command == "verify" else []
+    try:
+        write_atomically(path, render(metrics, {"command": command}))
+    except OSError as exc:
+        print(f"regstore: cannot write the metrics file {path}: {exc.strerror}", file=err)
+        return code or EXIT_CONFIG
+    return code

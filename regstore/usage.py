@@ -117,9 +117,9 @@ class Chain:
     role: str  # what the digest is to the last manifest: manifest, config, layer, ...
 
     def __str__(self) -> str:
-        start = f"{self.repository}:{self.root}" if not self.root.startswith("sha") \
-            else f"{self.repository}@{self.root}"
-        steps = " -> ".join(self.path)
+        untagged = self.root == self.path[0]
+        start = f"{self.repository}@{self.root}" if untagged else f"{self.repository}:{self.root}"
+        steps = " -> ".join(self.path[1:] if untagged else self.path)
         return f"{start} -> {steps} ({self.role})" if steps else f"{start} ({self.role})"
 
 
