@@ -18,21 +18,24 @@ from typing import Callable, Iterator, Sequence, TextIO
 
 from regstore import __version__
 from regstore.config import ConfigError, RegistryConfig, config_for_root, default_config_path, \
-    load_config, parse_age, require_filesystem
+    load_config, parse_age, storage_backend
 from regstore.errors import EXIT_CONFIG, EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, \
     NotReadOnly, RegstoreError, SafetyValve, StoreNotFound
 from regstore.findings import ERROR, WARNING, Finding
 from regstore.holding import Holding, recover, restore_runs, runs_in
 from regstore.inventory import Inventory, take_inventory
 from regstore.layout import is_digest, is_upload_id
-from regstore.lock import StoreLock
+from regstore.lock import lock_for
 from regstore.metrics import gc_metrics, render, run_metrics, verify_metrics, write_atomically
 from regstore.mark import late_references, mark
 from regstore.quarantine import Quarantine
 from regstore.report import JSON_FORMAT, apply_lines, human_bytes, finding_line, gc_json, plan_lines, plan_summary
 from regstore.report import verify_finding_lines, verify_json, verify_summary
-from regstore.state import StateCorrupt, VerifyState, default_state_path, load_state, save_state
+from regstore.state import StateCorrupt, VerifyState, cache_state_path, default_state_path, \
+    load_state, save_state
+from regstore.store.base import Store, StoreError
 from regstore.store.filesystem import FilesystemStore
+from regstore.store.s3 import S3Settings, S3Store
 from regstore.usage import explain, usage
 from regstore.sweep import BLOB, PlanOptions, SweepPlan, apply_plan, build_plan, upload_started
 from regstore.verify import KINDS as FINDING_KINDS, quarantine_corrupt, verify
@@ -294,8 +297,12 @@ def resolve_config(args: argparse.Namespace) -> RegistryConfig:
     return load_config(args.config or default_config_path(os.environ))
 
 
-def open_store(cfg: RegistryConfig, writable: bool) -> FilesystemStore:
-    root = require_filesystem(cfg)
+def open_store(cfg: RegistryConfig, writable: bool, jobs: int = 8) -> Store:
+    """The store ``cfg`` names, on its backend: a filesystem root or an S3 bucket."""
+    where = storage_backend(cfg)
+    if isinstance(where, S3Settings):
+        return _open_s3(cfg, where, writable, jobs)
+    root = where
     store = FilesystemStore(root, writable=writable)
     if not root.is_dir():
         raise StoreNotFound(f"storage root {root} does not exist or is not a directory: check "
@@ -307,6 +314,31 @@ def open_store(cfg: RegistryConfig, writable: bool) -> FilesystemStore:
     return store
 
 
+def _open_s3(cfg: RegistryConfig, settings: S3Settings, writable: bool, jobs: int) -> S3Store:
+    try:
+        store = S3Store.from_settings(settings, writable=writable, jobs=jobs)
+        found = store.exists()
+    except ImportError:
+        raise RegstoreError("the s3 driver needs boto3: pip install boto3") from None
+    except StoreError as exc:
+        raise StoreNotFound(f"cannot reach the store s3://{settings.bucket}/"
+                            f"{settings.prefix()} ({exc.message}): check storage.s3 (bucket, "
+                            f"region, regionendpoint, credentials){_from(cfg)}") from None
+    if not found:
+        raise StoreNotFound(f"s3://{settings.bucket} holds no registry store under "
+                            f"{settings.prefix()!r}: check storage.s3.bucket and "
+                            f"storage.s3.rootdirectory{_from(cfg)}")
+    return store
+
+
+def filesystem_only(store: Store, what: str) -> FilesystemStore:
+    """``store`` if it is a filesystem store; else a clear error saying ``what`` needs one."""
+    if not isinstance(store, FilesystemStore):
+        raise RegstoreError(f"{what} works on filesystem stores only; {store.location} is an "
+                            "S3 store (see 'S3 stores' in the README)")
+    return store
+
+
 def _from(cfg: RegistryConfig) -> str:
     return f" in {cfg.path}" if cfg.path else ", or --root"
 
@@ -314,7 +346,10 @@ def _from(cfg: RegistryConfig) -> str:
 def run_gc(args: argparse.Namespace, out: Output) -> int:
     cfg = resolve_config(args)
     sweeping = not args.dry_run
-    store = open_store(cfg, writable=sweeping)
+    store = open_store(cfg, writable=sweeping, jobs=args.jobs)
+    on_s3 = isinstance(store, S3Store)
+    if on_s3 and args.quarantine is not None:
+        filesystem_only(store, "--quarantine")
     grace_explicit = args.min_age is not None and args.min_age > 0
     min_age = args.min_age if args.min_age is not None else parse_age(DEFAULT_MIN_AGE)
     # Alongside pushes: the config does not stop them and nobody said the registry is stopped.
@@ -326,16 +361,25 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
             f"enabled: true{_from(cfg)} and restart the registry, or stop the registry and "
             "pass --force, or give a grace period longer than any push (--min-age 1h); "
             "--dry-run is always safe")
+    if sweeping and alongside_pushes and on_s3:
+        # The filesystem's holding area puts back what a push started to use mid-sweep; on
+        # S3 a deletion cannot be undone, so a sweep needs the registry not to take pushes.
+        raise NotReadOnly(
+            "refusing to sweep an S3 store alongside pushes: S3 deletions cannot be undone, so "
+            "regstore cannot put back a blob a push starts to use during the sweep. Set "
+            f"storage.maintenance.readonly.enabled: true{_from(cfg)} and restart every "
+            "registry instance on this bucket, or stop them and pass --force; --dry-run is "
+            "always safe")
     command = "regstore gc" + (" --dry-run" if args.dry_run else "") + \
               (" -m" if args.delete_untagged else "")
     notes: list[str] = [f"config: {w}" for w in cfg.warnings]
     for note in notes:
         out.problem(f"warning: {note}")
-    with StoreLock(store.root, command, exclusive=sweeping) as lock:
+    with lock_for(store, command, exclusive=sweeping) as lock:
         if lock.stale:
             notes.append(f"took over a stale lock left by {lock.stale}")
             out.problem(f"warning: {notes[-1]}")
-        if sweeping:
+        if sweeping and isinstance(store, FilesystemStore):
             restored = recover(store)
             if restored:
                 notes.append(f"put back {len(restored)} items an interrupted sweep had held; "
@@ -343,7 +387,7 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
                 out.problem(f"warning: {notes[-1]}")
         started = time.time()
         with out.progress("listing", "entries") as tick:
-            inventory = take_inventory(store, tick)
+            inventory = take_inventory(store, tick, jobs=args.jobs)
         live_upload = _recent_upload(store, inventory, started - LIVE_UPLOAD_WINDOW)
         if live_upload and not alongside_pushes:
             message = (f"the registry wrote upload {live_upload} less than "
@@ -385,14 +429,14 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
             if abnormal:
                 notes.append(f"a real run would stop: {abnormal}")
                 out.problem(f"warning: {notes[-1]}")
-            if sweeping:
+            if sweeping and isinstance(store, FilesystemStore):
                 holding = Holding(store)
                 with out.progress("sweeping", "items") as tick:
                     applied = apply_plan(
                         store, plan, remover=holding, progress=tick,
                         rescan=late_references(store, inventory, started, args.jobs),
                         give_back=lambda d: [h.key for h in holding.give_back(d)],
-                        settle=SETTLE_SECONDS if alongside_pushes else 0.0)
+                        settle=SETTLE_SECONDS if alongside_pushes else 0.0, jobs=args.jobs)
                 quarantined = holding.finish(args.quarantine)
                 if quarantined:
                     notes.append(f"removed items are in {quarantined}; `regstore restore "
@@ -401,6 +445,15 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
                 if holding.direct:
                     notes.append("the holding area is on another filesystem than the store: "
                                  "items were deleted directly")
+            elif sweeping:
+                # S3: deleted directly, in the crash-safe order, looking at the repositories
+                # again before layer links go and again before blobs go (README: S3 stores).
+                with out.progress("sweeping", "items") as tick:
+                    applied = apply_plan(
+                        store, plan, progress=tick,
+                        rescan=late_references(store, inventory, started, args.jobs),
+                        jobs=args.jobs)
+            if applied is not None:
                 if applied.failed:
                     code = EXIT_FINDINGS
         if sweeping and complete and cfg.blobdescriptor_cache and applied and applied.removed:
@@ -423,7 +476,7 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
         return code
 
 
-def _recent_upload(store: FilesystemStore, inventory: Inventory, since: float) -> str | None:
+def _recent_upload(store: Store, inventory: Inventory, since: float) -> str | None:
     """An upload the registry wrote at or after ``since``, as ``repo/uuid``, or None."""
     for repo in inventory.repositories.values():
         for upload_id in repo.uploads:
@@ -467,12 +520,12 @@ def _cache_advice(cfg: RegistryConfig) -> str:
 
 def run_restore(args: argparse.Namespace, out: Output) -> int:
     cfg = resolve_config(args)
-    store = open_store(cfg, writable=True)
+    store = filesystem_only(open_store(cfg, writable=True), "regstore restore")
     runs = runs_in(args.quarantine)
     if not runs:
         raise RegstoreError(f"{args.quarantine} holds no quarantined sweep (no directory with "
                             "a journal.jsonl in it)")
-    with StoreLock(store.root, "regstore restore"):
+    with lock_for(store, "regstore restore"):
         restored = restore_runs(store, runs)
     out.doc = {"format": JSON_FORMAT, "regstore": __version__, "command": "restore",
                "exit_code": EXIT_OK, "restored": [h.__dict__ for h in restored]}
@@ -646,6 +699,16 @@ def _load_verify_state(path: Path | None, bounded: bool) -> tuple[VerifyState, s
     return (loaded or VerifyState()), ("absent" if loaded is None else "ok"), []
 
 
+def _default_state_file(store: Store) -> Path:
+    """Where verify keeps its rotation state when --state-file does not say: beside the
+    docker tree of a filesystem store; for an S3 store, which has no local directory, in the
+    user's cache directory under a name derived from the store's endpoint, bucket and prefix."""
+    if isinstance(store, FilesystemStore):
+        return default_state_path(store.root)
+    assert isinstance(store, S3Store)
+    return cache_state_path(store.identity, os.environ)
+
+
 def _outside_docker_tree(path: Path, store: FilesystemStore, option: str) -> None:
     """Refuse a file of regstore's own inside the tree the registry reads."""
     real = os.path.realpath(path)
@@ -659,14 +722,17 @@ def _outside_docker_tree(path: Path, store: FilesystemStore, option: str) -> Non
 def run_verify(args: argparse.Namespace, out: Output) -> int:
     cfg = resolve_config(args)
     quarantining = args.quarantine is not None
-    store = open_store(cfg, writable=quarantining)
+    store = open_store(cfg, writable=quarantining, jobs=args.jobs)
+    if quarantining:
+        store = filesystem_only(store, "verify --quarantine")
     if quarantining and not cfg.readonly and not args.force:
         raise NotReadOnly(
             "refusing to quarantine: the registry is not in read-only mode, and a push may be "
             "writing the very blob being moved. Set storage.maintenance.readonly.enabled: "
             f"true{_from(cfg)} and restart the registry, or stop the registry and pass "
             "--force; verify without --quarantine is always safe")
-    quarantine = Quarantine.open(args.quarantine, store) if quarantining else None
+    quarantine = Quarantine.open(args.quarantine, store) \
+        if quarantining and isinstance(store, FilesystemStore) else None
     notes: list[str] = [f"config: {w}" for w in cfg.warnings]
     bounded = args.max_bytes is not None or args.max_duration is not None
     if args.no_state and bounded:
@@ -674,11 +740,11 @@ def run_verify(args: argparse.Namespace, out: Output) -> int:
                      "are never verified; keep a state file for rotation")
     for note in notes:
         out.problem(f"warning: {note}")
-    state_file = None if args.no_state else (args.state_file or default_state_path(store.root))
-    if state_file is not None:
+    state_file = None if args.no_state else (args.state_file or _default_state_file(store))
+    if state_file is not None and isinstance(store, FilesystemStore):
         _outside_docker_tree(state_file, store, "--state-file")
     command = "regstore verify" + (" --quarantine" if quarantining else "")
-    with StoreLock(store.root, command, exclusive=quarantining) as lock:
+    with lock_for(store, command, exclusive=quarantining) as lock:
         if lock.stale:
             notes.append(f"took over a stale lock left by {lock.stale}")
             out.problem(f"warning: {notes[-1]}")
@@ -698,7 +764,7 @@ def run_verify(args: argparse.Namespace, out: Output) -> int:
         for finding in extra:
             report.add(finding)
         moved = None
-        if quarantine is not None:
+        if quarantine is not None and isinstance(store, FilesystemStore):
             moved = quarantine_corrupt(store, report, quarantine, command)
     code = EXIT_FINDINGS if report.errors or (moved and moved.failed) else EXIT_OK
     quarantined = []
@@ -735,12 +801,12 @@ def run_verify(args: argparse.Namespace, out: Output) -> int:
     return code
 
 
-def _marks_for_reading(args: argparse.Namespace) -> tuple[FilesystemStore, Inventory, object,
+def _marks_for_reading(args: argparse.Namespace) -> tuple[Store, Inventory, object,
                                                           object]:
     cfg = resolve_config(args)
-    store = open_store(cfg, writable=False)
-    with StoreLock(store.root, f"regstore {args.command}", exclusive=False):
-        inventory = take_inventory(store)
+    store = open_store(cfg, writable=False, jobs=args.jobs)
+    with lock_for(store, f"regstore {args.command}", exclusive=False):
+        inventory = take_inventory(store, jobs=args.jobs)
         plain = mark(store, inventory, False, args.jobs)
         untagged = mark(store, inventory, True, args.jobs)
     for f in plain.problems + inventory.findings:

@@ -92,6 +92,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from regstore.store.s3 import S3Settings
+
 __all__ = [
     "ConfigError",
     "UploadPurging",
@@ -102,6 +104,8 @@ __all__ = [
     "load_config",
     "config_for_root",
     "require_filesystem",
+    "storage_backend",
+    "s3_settings",
     "parse_go_duration",
 ]
 
@@ -218,21 +222,99 @@ def config_for_root(root: Path) -> RegistryConfig:
 
 def require_filesystem(cfg: RegistryConfig) -> Path:
     """Return the storage root of ``cfg``, or raise a ConfigError naming the driver when it is
-    not the filesystem driver, the only one regstore can work on yet."""
+    not the filesystem driver (for what only a filesystem store has)."""
     where = f"{cfg.path}: " if cfg.path is not None else ""
     if cfg.driver == "filesystem" and cfg.root is not None:
         return cfg.root
-    if cfg.driver.lower() == "filesystem":
+    if cfg.driver == "s3":
+        raise ConfigError(f"{where}this needs a filesystem store, and the config uses the s3 "
+                          "driver", cfg.path, "storage")
+    raise _unsupported(cfg)
+
+
+def _unsupported(cfg: RegistryConfig) -> ConfigError:
+    where = f"{cfg.path}: " if cfg.path is not None else ""
+    if cfg.driver.lower() in ("filesystem", "s3"):
         message = (f"{where}the storage driver is named {cfg.driver!r}; the registry knows "
-                   "drivers by lower-case names only, so it would not start; write `filesystem`")
+                   f"drivers by lower-case names only, so it would not start; write "
+                   f"`{cfg.driver.lower()}`")
     elif cfg.driver == "inmemory":
         message = (f"{where}the inmemory driver keeps everything in the registry process's "
                    "memory, so there is no store on disk to collect; nothing to do")
     else:
         message = (f"{where}the {cfg.driver} driver is not supported yet; regstore works on the "
-                   "filesystem driver only: run `registry garbage-collect` for this store, or "
+                   "filesystem and s3 drivers: run `registry garbage-collect` for this store, or "
                    "point regstore at a filesystem store with --root DIR")
-    raise ConfigError(message, cfg.path, "storage")
+    return ConfigError(message, cfg.path, "storage")
+
+
+def storage_backend(cfg: RegistryConfig) -> Path | S3Settings:
+    """Where the store is: the root directory of a filesystem store, or how to reach the
+    bucket of an s3 store. Any other driver is a ConfigError that names it."""
+    if cfg.driver == "filesystem" and cfg.root is not None:
+        return cfg.root
+    if cfg.driver == "s3":
+        return s3_settings(cfg)
+    raise _unsupported(cfg)
+
+
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def s3_settings(cfg: RegistryConfig) -> S3Settings:
+    """The ``storage.s3`` parameters as the registry's s3-aws driver (2.8) reads them:
+    ``bucket`` and ``region`` required; ``regionendpoint`` (then path-style addressing, as
+    2.8 forces it, unless ``forcepathstyle`` says otherwise), ``rootdirectory``, ``secure``
+    (default true), ``skipverify`` (default false), ``v4auth`` (default true), ``accesskey`` and
+    ``secretkey`` (when absent, the usual AWS credential chain). Values are taken with Go's
+    ``fmt.Sprint``; booleans may be YAML booleans or the strings Go's ``strconv.ParseBool``
+    accepts. Raises ConfigError naming the key."""
+    params = cfg.driver_params
+    where = f"{cfg.path}: " if cfg.path is not None else ""
+
+    def text(name: str) -> str:
+        value = params.get(name)
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    def flag(name: str, default: bool) -> bool:
+        value = params.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value in _GO_TRUE | _GO_FALSE:
+            return value in _GO_TRUE
+        raise ConfigError(f"{where}storage.s3.{name} is {_describe(value)}, not a boolean; the "
+                          f"registry refuses to start ('The {name} parameter should be a "
+                          "boolean'); write true or false", cfg.path, f"storage.s3.{name}")
+
+    bucket = text("bucket")
+    if not bucket:
+        raise ConfigError(f"{where}storage.s3.bucket is missing; the registry refuses to start "
+                          "('No bucket parameter provided'); name the bucket of the store",
+                          cfg.path, "storage.s3.bucket")
+    region = text("region")
+    if not region:
+        raise ConfigError(f"{where}storage.s3.region is missing; the registry refuses to start "
+                          "('No region parameter provided'); give the region (e.g. us-east-1)",
+                          cfg.path, "storage.s3.region")
+    secure = flag("secure", True)
+    endpoint = text("regionendpoint") or None
+    if endpoint and "://" not in endpoint:
+        # aws-sdk-go adds the scheme the secure flag asks for.
+        endpoint = ("https://" if secure else "http://") + endpoint
+    forced = params.get("forcepathstyle")
+    path_style = flag("forcepathstyle", False) if forced is not None else endpoint is not None
+    return S3Settings(
+        bucket=bucket, region=region, rootdirectory=text("rootdirectory"), endpoint=endpoint,
+        accesskey=text("accesskey"), secretkey=text("secretkey"), secure=secure,
+        skipverify=flag("skipverify", False), v4auth=flag("v4auth", True),
+        path_style=path_style)
 
 
 # --- Go durations -----------------------------------------------------------------------------

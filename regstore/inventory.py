@@ -5,16 +5,29 @@ name of its directory, so those link files are not read here (verify reads them)
 ``current`` links are, since their content is the point. Problems that leave regstore unable to
 know what is live (an unreadable subtree, a repository directory it cannot name) go to
 ``blocking``: a mark built on such an inventory is incomplete and no sweep may follow.
+
+Listing runs in ``jobs`` threads over independent parts of the tree: the directories of the
+repositories tree level by level, then each repository, and each ``blobs/<alg>/<xx>`` prefix.
+The answer is the same as a sequential pass, finding for finding and in the same order: the
+listings are made in parallel, the results are taken in the order a sequential pass takes them.
+Where the store walks a directory as cheaply as it lists it (``Store.flat_walk``: an object
+store's flat listing), blob prefixes and layer links are walked, and the sizes and times that
+come with such a listing are kept (``Inventory.blob_stats``, ``Repository.layer_mtimes``,
+``Repository.revision_mtimes``) so that nobody asks the store for them one object at a time.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, TypeVar
 
 from regstore import layout
 from regstore.findings import ERROR, HINT, WARNING, Finding, printable
-from regstore.store.base import Store, StoreError
+from regstore.store.base import DirEntry, FileEntry, Stat, Store, StoreError
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 Progress = Callable[[int], None]
 
@@ -44,6 +57,9 @@ class Repository:
     layers: set[str] = field(default_factory=set)
     uploads: list[str] = field(default_factory=list)
     has_tags_dir: bool = False
+    # link mtimes, where the listing gave them for free (see the module docstring)
+    layer_mtimes: dict[str, float] = field(default_factory=dict)
+    revision_mtimes: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,53 +68,146 @@ class Inventory:
     blobs: set[str] = field(default_factory=set)
     findings: list[Finding] = field(default_factory=list)
     blocking: list[Finding] = field(default_factory=list)
+    # Where the blob listing gave them (flat walks): each blob's data size and mtime, and the
+    # keys of entries in blob directories other than their data (None: not listed so).
+    blob_stats: dict[str, Stat] | None = None
+    blob_strays: dict[str, list[str]] = field(default_factory=dict)
 
     def note(self, finding: Finding) -> None:
         (self.blocking if finding.severity == ERROR else self.findings).append(finding)
 
 
-def take_inventory(store: Store, progress: Progress | None = None) -> Inventory:
-    """List every repository and blob of ``store`` into an :class:`Inventory`.
+class _Notes:
+    """Findings and progress of one part of the tree, collected in a worker thread and
+    replayed into the inventory in sequential order."""
+
+    def __init__(self) -> None:
+        self.notes: list[Finding] = []
+        self.ticks = 0
+
+    def note(self, finding: Finding) -> None:
+        self.notes.append(finding)
+
+    def tick(self, n: int) -> None:
+        self.ticks += n
+
+    def replay(self, inv: Inventory, tick: Progress) -> None:
+        for finding in self.notes:
+            inv.note(finding)
+        tick(self.ticks)
+
+
+class _Pool:
+    """Ordered parallel maps for the listing; runs inline with one job."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = max(1, jobs)
+        self.executor = ThreadPoolExecutor(max_workers=self.jobs) if self.jobs > 1 else None
+
+    def map(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
+        items = list(items)
+        if self.executor is None or len(items) < 2:
+            return [fn(i) for i in items]
+        return list(self.executor.map(fn, items))
+
+    def submit(self, fn: Callable[[], _R]) -> "Future[_R]":
+        future: Future[_R]
+        if self.executor is None:
+            future = Future()
+            future.set_result(fn())
+            return future
+        return self.executor.submit(fn)
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1) -> Inventory:
+    """List every repository and blob of ``store`` into an :class:`Inventory`, in ``jobs``
+    threads (the result does not depend on their number).
 
     ``progress`` is called with a count of entries seen, for a progress bar.
     """
     inv = Inventory()
     tick = progress or (lambda n: None)
-    _scan_repositories(store, inv, tick)
-    _scan_blobs(store, inv, tick)
+    pool, reads = _Pool(jobs), _Pool(jobs)
+    try:
+        _scan_repositories(store, inv, tick, pool, reads)
+        _scan_blobs(store, inv, tick, pool)
+    finally:
+        pool.close()
+        reads.close()
     return inv
 
 
-def scan_repositories(store: Store) -> Inventory:
+def scan_repositories(store: Store, jobs: int = 1) -> Inventory:
     """The repositories part of an inventory only (no blob listing), for re-checks."""
     inv = Inventory()
-    _scan_repositories(store, inv, lambda n: None)
+    pool, reads = _Pool(jobs), _Pool(jobs)
+    try:
+        _scan_repositories(store, inv, lambda n: None, pool, reads)
+    finally:
+        pool.close()
+        reads.close()
     return inv
 
 
-def _unreadable(inv: Inventory, exc: StoreError, what: str) -> None:
-    inv.note(Finding("unreadable", ERROR,
-                     f"cannot read {what} ({exc.message}); regstore cannot know what it "
-                     "references, so nothing will be swept: fix the permissions or the disk",
-                     key=exc.key))
+def _unreadable(exc: StoreError, what: str) -> Finding:
+    return Finding("unreadable", ERROR,
+                   f"cannot read {what} ({exc.message}); regstore cannot know what it "
+                   "references, so nothing will be swept: fix the permissions or the disk",
+                   key=exc.key)
 
 
-def _scan_repositories(store: Store, inv: Inventory, tick: Progress) -> None:
+def _list_repository_tree(store: Store, pool: _Pool) -> dict[str, list[DirEntry] | StoreError]:
+    """Every directory of the repositories tree a sequential pass lists, listed level by level
+    in parallel: what it descends into does not depend on what it finds."""
+    listed: dict[str, list[DirEntry] | StoreError] = {}
+
+    def listing(key: str) -> list[DirEntry] | StoreError:
+        try:
+            return store.list_dir(key)
+        except StoreError as exc:
+            return exc
+
+    level = [layout.REPOSITORIES]
+    while level:
+        results = pool.map(listing, level)
+        following = []
+        for key, entries in zip(level, results):
+            listed[key] = entries
+            if isinstance(entries, StoreError):
+                continue
+            following += [f"{key}/{e.name}" for e in entries
+                          if not e.name.startswith("_") and e.kind == "dir"]
+        level = following
+    return listed
+
+
+def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: _Pool,
+                       reads: _Pool) -> None:
+    listed = _list_repository_tree(store, pool)
+    # The pass itself is the sequential one, on the listings made above; each repository
+    # found is scanned in the pool, and its findings are replayed where the pass found it.
+    # A finding, a progress count, or a repository and its scan.
+    events: list[Finding | int | tuple[Repository, Future[_Notes]]] = []
     stack: list[tuple[str, str, bool]] = [(layout.REPOSITORIES, "", True)]
     while stack:
         key, name, valid = stack.pop()
-        try:
-            entries = store.list_dir(key)
-        except StoreError as exc:
-            _unreadable(inv, exc, "a repository directory")
+        entries = listed[key]
+        if isinstance(entries, StoreError):
+            events.append(_unreadable(entries, "a repository directory"))
             continue
-        tick(len(entries))
+        events.append(len(entries))
         kinds = {e.name: e.kind for e in entries}
         if name and any(kinds.get(p) == "dir" for p in _REPO_PARTS):
             if valid:
-                _scan_repository(store, inv, Repository(name), kinds, tick)
+                repo = Repository(name)
+                events.append((repo, pool.submit(
+                    lambda repo=repo, kinds=kinds: _scan_repository(store, repo, kinds, reads))))
             else:
-                inv.note(Finding(
+                events.append(Finding(
                     "invalid-repository-name", ERROR,
                     f"repository directory {printable(name)!r} is not a valid repository name; "
                     "the registry cannot serve it and regstore will not guess what it holds: "
@@ -107,55 +216,66 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress) -> None:
             if entry.name.startswith("_"):
                 if name and entry.name in _REPO_PARTS and entry.kind == "dir":
                     continue
-                inv.note(Finding("stray-entry", HINT,
-                                 f"unexpected entry {printable(entry.name)!r} ignored",
-                                 key=f"{key}/{entry.name}"))
+                events.append(Finding("stray-entry", HINT,
+                                      f"unexpected entry {printable(entry.name)!r} ignored",
+                                      key=f"{key}/{entry.name}"))
             elif entry.kind == "dir":
                 child = f"{name}/{entry.name}" if name else entry.name
                 ok = valid and layout.is_repository_component(entry.name)
                 stack.append((f"{key}/{entry.name}", child, ok))
             elif entry.kind == "symlink":
-                inv.note(Finding("symlink", ERROR,
-                                 f"symlink {printable(entry.name)!r} in the repositories tree is "
-                                 "not followed; what it points at cannot be marked, so nothing "
-                                 "will be swept: replace it by the real directory",
-                                 key=f"{key}/{entry.name}"))
+                events.append(Finding(
+                    "symlink", ERROR, f"symlink {printable(entry.name)!r} in the repositories "
+                    "tree is not followed; what it points at cannot be marked, so nothing will "
+                    "be swept: replace it by the real directory", key=f"{key}/{entry.name}"))
             else:
-                inv.note(Finding("stray-entry", HINT,
-                                 f"unexpected file {printable(entry.name)!r} ignored",
-                                 key=f"{key}/{entry.name}"))
+                events.append(Finding("stray-entry", HINT,
+                                      f"unexpected file {printable(entry.name)!r} ignored",
+                                      key=f"{key}/{entry.name}"))
+    for event in events:
+        if isinstance(event, tuple):
+            repo, future = event
+            inv.repositories[repo.name] = repo
+            future.result().replay(inv, tick)
+        elif isinstance(event, int):
+            tick(event)
+        else:
+            inv.note(event)
 
 
-def _scan_repository(store: Store, inv: Inventory, repo: Repository,
-                     kinds: dict[str, str], tick: Progress) -> None:
-    inv.repositories[repo.name] = repo
+def _scan_repository(store: Store, repo: Repository, kinds: dict[str, str],
+                     reads: _Pool) -> _Notes:
+    notes = _Notes()
     base = layout.repository_dir(repo.name)
     if kinds.get("_manifests") == "dir":
-        _scan_revisions(store, inv, repo, tick)
-        _scan_tags(store, inv, repo, tick)
+        _scan_revisions(store, notes, repo)
+        _scan_tags(store, notes, repo, reads)
     if kinds.get("_layers") == "dir":
-        _scan_layers(store, inv, repo, tick)
+        _scan_layers(store, notes, repo)
     if kinds.get("_uploads") == "dir":
         try:
             repo.uploads = [e.name for e in store.list_dir(f"{base}/_uploads")]
         except StoreError as exc:
-            inv.note(Finding("unreadable", WARNING, f"cannot list uploads ({exc.message})",
-                             repository=repo.name, key=exc.key))
+            notes.note(Finding("unreadable", WARNING, f"cannot list uploads ({exc.message})",
+                               repository=repo.name, key=exc.key))
+    return notes
 
 
-def _scan_revisions(store: Store, inv: Inventory, repo: Repository, tick: Progress) -> None:
+def _scan_revisions(store: Store, notes: _Notes, repo: Repository) -> None:
     top = layout.revisions_dir(repo.name)
     try:
         files = list(store.walk(top))
     except StoreError as exc:
-        _unreadable(inv, exc, f"the revisions of {repo.name}")
+        notes.note(_unreadable(exc, f"the revisions of {repo.name}"))
         return
-    tick(len(files))
+    notes.tick(len(files))
     for f in files:
         parts = f.key[len(top) + 1:].split("/")
         digest = layout.digest_from_parts(parts[0], parts[1]) if len(parts) >= 3 else None
         if digest and f.kind == "file" and parts[2:] == ["link"]:
             repo.revisions.add(digest)
+            if f.mtime is not None:
+                repo.revision_mtimes[digest] = f.mtime
             continue
         if digest and f.kind == "file" and len(parts) == 6 and parts[2] == "signatures" \
                 and parts[5] == "link":
@@ -164,26 +284,30 @@ def _scan_revisions(store: Store, inv: Inventory, repo: Repository, tick: Progre
                 repo.signatures.setdefault(digest, set()).add(signature)
                 continue
         if f.kind == "symlink":
-            inv.note(Finding("symlink", ERROR,
-                             "symlink among revisions is not followed; nothing will be swept "
-                             "until it is replaced by the real file",
-                             repository=repo.name, key=f.key))
+            notes.note(Finding("symlink", ERROR,
+                               "symlink among revisions is not followed; nothing will be swept "
+                               "until it is replaced by the real file",
+                               repository=repo.name, key=f.key))
         else:
-            inv.note(Finding("stray-entry", HINT, "unexpected entry among revisions ignored",
-                             repository=repo.name, key=f.key))
+            notes.note(Finding("stray-entry", HINT, "unexpected entry among revisions ignored",
+                               repository=repo.name, key=f.key))
     # A revision directory that lost its link file is not a revision the registry serves;
     # nothing is inferred from it.
 
 
-def _scan_tags(store: Store, inv: Inventory, repo: Repository, tick: Progress) -> None:
+def _scan_tags(store: Store, notes: _Notes, repo: Repository, reads: _Pool) -> None:
     top = layout.tags_dir(repo.name)
     try:
-        repo.has_tags_dir = bool(store.stat(top))
         files = list(store.walk(top))
+        # An object store has no empty directories: what it walks is what there is.
+        repo.has_tags_dir = bool(files) or bool(store.stat(top))
     except StoreError as exc:
-        _unreadable(inv, exc, f"the tags of {repo.name}")
+        notes.note(_unreadable(exc, f"the tags of {repo.name}"))
         return
-    tick(len(files))
+    notes.tick(len(files))
+    current_keys = [f.key for f in files if f.kind == "file" and
+                    f.key[len(top) + 1:].partition("/")[2] == "current/link"]
+    contents = dict(zip(current_keys, reads.map(lambda k: _read_link(store, k), current_keys)))
     for f in files:
         rel = f.key[len(top) + 1:]
         tag_name, _, rest = rel.partition("/")
@@ -193,64 +317,112 @@ def _scan_tags(store: Store, inv: Inventory, repo: Repository, tick: Progress) -
                                             valid_name=layout.is_tag(tag_name))
         parts = rest.split("/")
         if parts == ["current", "link"] and f.kind == "file":
-            tag.current = _read_current(store, inv, repo, tag, f.key)
+            tag.current = _current(contents[f.key], notes, repo, tag, f.key)
             continue
         if len(parts) == 4 and parts[0] == "index" and parts[3] == "link" and f.kind == "file":
             digest = layout.digest_from_parts(parts[1], parts[2])
             if digest:
                 tag.index.add(digest)
                 continue
-        inv.note(Finding("stray-entry", HINT, "unexpected entry among tags ignored",
-                         repository=repo.name, key=f.key))
+        notes.note(Finding("stray-entry", HINT, "unexpected entry among tags ignored",
+                           repository=repo.name, key=f.key))
     for tag in repo.tags.values():
         if not tag.valid_name:
-            inv.note(Finding("invalid-tag-name", WARNING,
-                             f"tag directory {printable(tag.name)!r} is not a valid tag name; "
-                             "what it points at is kept", repository=repo.name, key=tag.key))
+            notes.note(Finding("invalid-tag-name", WARNING,
+                               f"tag directory {printable(tag.name)!r} is not a valid tag name; "
+                               "what it points at is kept", repository=repo.name, key=tag.key))
 
 
-def _read_current(store: Store, inv: Inventory, repo: Repository, tag: Tag, key: str) -> str | None:
+def _read_link(store: Store, key: str) -> bytes | Exception:
+    """A tag's current link, or what reading it raised (handled by :func:`_current`)."""
     try:
-        return layout.parse_link(store.read(key, 1024))
+        return store.read(key, 1024)
+    except (FileNotFoundError, StoreError) as exc:
+        return exc
+
+
+def _current(content: bytes | Exception, notes: _Notes, repo: Repository, tag: Tag,
+             key: str) -> str | None:
+    try:
+        if isinstance(content, Exception):
+            raise content
+        return layout.parse_link(content)
     except FileNotFoundError:
         return None
     except (StoreError, layout.InvalidName) as exc:
         reason = exc.message if isinstance(exc, StoreError) else str(exc)
         # Which manifest the tag holds is unknown: the mark keeps every digest of its index.
         tag.bad_link = True
-        inv.note(Finding("bad-tag-link", WARNING,
-                         f"tag {printable(tag.name)!r}: current link unusable ({reason}); "
-                         "every manifest in the tag's history is kept: fix or delete the tag",
-                         repository=repo.name, key=key,
-                         images=(f"{repo.name}:{printable(tag.name)}",)))
+        notes.note(Finding("bad-tag-link", WARNING,
+                           f"tag {printable(tag.name)!r}: current link unusable ({reason}); "
+                           "every manifest in the tag's history is kept: fix or delete the tag",
+                           repository=repo.name, key=key,
+                           images=(f"{repo.name}:{printable(tag.name)}",)))
         return None
 
 
-def _scan_layers(store: Store, inv: Inventory, repo: Repository, tick: Progress) -> None:
+def _children(files: list[FileEntry], top: str) -> list[DirEntry]:
+    """The entries directly inside ``top`` that a walk of it implies, in first-seen order: a
+    name with something below it is a directory, one without is a file."""
+    kinds: dict[str, str] = {}
+    for f in files:
+        name, sep, _ = f.key[len(top) + 1:].partition("/")
+        if sep:
+            kinds[name] = "dir"
+        else:
+            kinds.setdefault(name, f.kind)
+    return [DirEntry(name, kind) for name, kind in kinds.items()]
+
+
+def _scan_layers(store: Store, notes: _Notes, repo: Repository) -> None:
     top = layout.layers_dir(repo.name)
     try:
-        for alg in store.list_dir(top):
-            entries = store.list_dir(f"{top}/{alg.name}") if alg.kind == "dir" else []
-            tick(len(entries))
+        if store.flat_walk:
+            # One listing gives every link and its mtime (what the grace period asks).
+            files = list(store.walk(top))
+            algorithms = _children(files, top)
+            by_alg: dict[str, list[FileEntry]] = {}
+            for f in files:
+                by_alg.setdefault(f.key[len(top) + 1:].partition("/")[0], []).append(f)
+                parts = f.key[len(top) + 1:].split("/")
+                if len(parts) == 3 and parts[2] == "link" and f.mtime is not None:
+                    digest = layout.digest_from_parts(parts[0], parts[1])
+                    if digest:
+                        repo.layer_mtimes[digest] = f.mtime
+
+            def inside(alg: str) -> list[DirEntry]:
+                return _children(by_alg.get(alg, []), f"{top}/{alg}")
+        else:
+            algorithms = store.list_dir(top)
+
+            def inside(alg: str) -> list[DirEntry]:
+                return store.list_dir(f"{top}/{alg}")
+        for alg in algorithms:
+            entries = inside(alg.name) if alg.kind == "dir" else []
+            notes.tick(len(entries))
             for entry in entries:
                 digest = layout.digest_from_parts(alg.name, entry.name)
                 if digest and entry.kind == "dir":
                     repo.layers.add(digest)
                 else:
-                    inv.note(Finding("stray-entry", HINT, "unexpected entry among layer links",
-                                     repository=repo.name, key=f"{top}/{alg.name}/{entry.name}"))
+                    notes.note(Finding("stray-entry", HINT, "unexpected entry among layer links",
+                                       repository=repo.name,
+                                       key=f"{top}/{alg.name}/{entry.name}"))
             if alg.kind != "dir":
-                inv.note(Finding("stray-entry", HINT, "unexpected entry among layer links",
-                                 repository=repo.name, key=f"{top}/{alg.name}"))
+                notes.note(Finding("stray-entry", HINT, "unexpected entry among layer links",
+                                   repository=repo.name, key=f"{top}/{alg.name}"))
     except StoreError as exc:
         # Layer links keep nothing alive, but a sweep would act on an incomplete listing.
-        _unreadable(inv, exc, f"the layer links of {repo.name}")
+        notes.note(_unreadable(exc, f"the layer links of {repo.name}"))
 
 
-def _scan_blobs(store: Store, inv: Inventory, tick: Progress) -> None:
+def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: _Pool) -> None:
     top = layout.BLOBS
+    if store.flat_walk:
+        inv.blob_stats = {}
     try:
         algorithms = store.list_dir(top)
+        prefixes: list[tuple[str, str]] = []  # (algorithm, prefix directory)
         for alg in algorithms:
             if alg.kind != "dir" or alg.name not in layout.DIGEST_HEX_LENGTH:
                 inv.note(Finding("stray-entry", HINT, "unexpected entry in the blob store",
@@ -262,20 +434,57 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress) -> None:
                     inv.note(Finding("stray-entry", HINT, "unexpected entry in the blob store",
                                      key=where))
                     continue
-                entries = store.list_dir(where)
-                tick(len(entries))
-                for entry in entries:
-                    digest = layout.digest_from_parts(alg.name, entry.name)
-                    if digest and entry.kind == "dir" and entry.name[:2] == prefix.name:
-                        inv.blobs.add(digest)
-                    elif entry.kind == "symlink":
-                        inv.note(Finding("symlink", WARNING,
-                                         "symlink in the blob store is not followed and never "
-                                         "removed", key=f"{where}/{entry.name}"))
-                    else:
-                        inv.note(Finding("stray-entry", HINT,
-                                         "unexpected entry in the blob store (not a blob "
-                                         "directory under its own prefix); left alone",
-                                         key=f"{where}/{entry.name}"))
+                prefixes.append((alg.name, prefix.name))
+        for (alg_name, prefix_name), listing in zip(prefixes, pool.map(
+                lambda p: _list_prefix(store, f"{top}/{p[0]}/{p[1]}"), prefixes)):
+            where = f"{top}/{alg_name}/{prefix_name}"
+            if isinstance(listing, StoreError):
+                raise listing
+            entries, files = listing
+            tick(len(entries))
+            for entry in entries:
+                digest = layout.digest_from_parts(alg_name, entry.name)
+                if digest and entry.kind == "dir" and entry.name[:2] == prefix_name:
+                    inv.blobs.add(digest)
+                    if files is not None:
+                        _note_blob_files(inv, digest, f"{where}/{entry.name}",
+                                         files.get(entry.name, []))
+                elif entry.kind == "symlink":
+                    inv.note(Finding("symlink", WARNING,
+                                     "symlink in the blob store is not followed and never "
+                                     "removed", key=f"{where}/{entry.name}"))
+                else:
+                    inv.note(Finding("stray-entry", HINT,
+                                     "unexpected entry in the blob store (not a blob "
+                                     "directory under its own prefix); left alone",
+                                     key=f"{where}/{entry.name}"))
     except StoreError as exc:
-        _unreadable(inv, exc, "the blob store")
+        inv.note(_unreadable(exc, "the blob store"))
+
+
+def _list_prefix(store: Store, where: str) -> tuple[list[DirEntry], dict[str, list[FileEntry]]
+                                                    | None] | StoreError:
+    """The entries of one blob prefix and, from a flat walk, the files below each."""
+    try:
+        if not store.flat_walk:
+            return store.list_dir(where), None
+        files = list(store.walk(where))
+    except StoreError as exc:
+        return exc
+    below: dict[str, list[FileEntry]] = {}
+    for f in files:
+        below.setdefault(f.key[len(where) + 1:].partition("/")[0], []).append(f)
+    return _children(files, where), below
+
+
+def _note_blob_files(inv: Inventory, digest: str, blob_dir: str, files: list[FileEntry]) -> None:
+    assert inv.blob_stats is not None
+    strays = []
+    for f in files:
+        rel = f.key[len(blob_dir) + 1:]
+        if rel == "data" and f.kind == "file" and f.size is not None and f.mtime is not None:
+            inv.blob_stats[digest] = Stat(f.size, f.mtime)
+        else:
+            strays.append(f"{blob_dir}/{rel.partition('/')[0]}")
+    if strays:
+        inv.blob_strays[digest] = sorted(set(strays))

@@ -122,11 +122,14 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
 def _young_revisions(store: Store, repo: Repository, since: float) -> set[str]:
     young = set()
     for digest in repo.revisions:
-        try:
-            st = store.stat(layout.revision_link(repo.name, digest))
-        except StoreError:
-            st = None  # unknown age: keep it, as if it were young
-        if st is None or st.mtime >= since:
+        mtime = repo.revision_mtimes.get(digest)  # from the listing, where it gave them
+        if mtime is None:
+            try:
+                st = store.stat(layout.revision_link(repo.name, digest))
+            except StoreError:
+                st = None  # unknown age: keep it, as if it were young
+            mtime = st.mtime if st is not None else None
+        if mtime is None or mtime >= since:
             young.add(digest)
     return young
 
@@ -244,7 +247,7 @@ def late_references(store: Store, inventory: Inventory, since: float,
     from regstore.inventory import scan_repositories
 
     def needed(digests: set[str]) -> set[str]:
-        now = scan_repositories(store)
+        now = scan_repositories(store, jobs)
         if now.blocking:
             return set(digests)
         keep: set[str] = set()
@@ -252,7 +255,8 @@ def late_references(store: Store, inventory: Inventory, since: float,
             before = inventory.repositories.get(repo.name) or Repository(repo.name)
             for digest in repo.layers & digests:
                 if digest not in before.layers or _written_since(
-                        store, layout.layer_link(repo.name, digest), since):
+                        store, layout.layer_link(repo.name, digest), since,
+                        repo.layer_mtimes.get(digest)):
                     keep.add(digest)
             known_targets = {t.current for t in before.tags.values()}
             new = (repo.revisions - before.revisions) | \
@@ -270,7 +274,9 @@ def late_references(store: Store, inventory: Inventory, since: float,
     return needed
 
 
-def _written_since(store: Store, key: str, since: float) -> bool:
+def _written_since(store: Store, key: str, since: float, listed: float | None = None) -> bool:
+    if listed is not None:  # the fresh listing gave its mtime
+        return listed >= since
     try:
         st = store.stat(key)
     except StoreError:

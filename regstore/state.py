@@ -30,8 +30,10 @@ caller then ignores the state and verifies everything.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +107,15 @@ class VerifyState:
 def default_state_path(root: Path) -> Path:
     """``<root>/.regstore/verify-state``: beside the ``docker`` tree, next to the lock."""
     return Path(root) / STATE_DIR / "verify-state"
+
+
+def cache_state_path(identity: str, environ: Mapping[str, str]) -> Path:
+    """``$XDG_CACHE_HOME/regstore/verify-state-<16 hex>`` (``~/.cache`` when unset): where the
+    state of a store without a local root (an S3 bucket) is kept, one file per store, named
+    after a hash of ``identity`` (its endpoint, bucket and prefix)."""
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    name = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
+    return Path(base) / "regstore" / f"verify-state-{name}"
 
 
 def dumps(state: VerifyState) -> bytes:

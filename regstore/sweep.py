@@ -18,11 +18,18 @@ servable and the next run able to finish the job:
 Each item is re-checked just before it is removed; one that changed since the plan was made is
 skipped and reported, never removed. Items younger than the grace period never enter the plan:
 they are listed as protected.
+
+Items of one kind are re-checked in ``jobs`` threads and removed in batches (an object store
+deletes up to 1,000 keys a request); the kinds still go strictly one after the other. Where
+removal is direct and cannot be undone (an S3 store, which has no holding area), step 5 cannot
+put anything back: the repositories are looked at again right before the blobs go instead, and
+a blob something new needs is kept.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Protocol
@@ -132,12 +139,15 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
     garbage = inventory.blobs - marks.marked
     links = [(name, digest) for name in sorted(inventory.repositories)
              for digest in sorted(inventory.repositories[name].layers - marks.marked)]
-    blob_stats = {d: _blob_stat(store, d) for d in sorted(garbage)}
+    listed = inventory.blob_stats or {}
+    blob_stats = {d: listed.get(d) or _blob_stat(store, d) for d in sorted(garbage)}
     held_back = {d for d, st in blob_stats.items() if is_young(st)}
     link_stats = {}
     if young is not None:
         for name, digest in links:
-            link_stats[name, digest] = _stat_quietly(store, layout.layer_link(name, digest))
+            mtime = inventory.repositories[name].layer_mtimes.get(digest)
+            link_stats[name, digest] = Stat(0, mtime) if mtime is not None else \
+                _stat_quietly(store, layout.layer_link(name, digest))
             if is_young(link_stats[name, digest]):
                 held_back.add(digest)  # a push may be using it right now
     for name, digest in links:
@@ -246,6 +256,8 @@ class Remover(Protocol):
 
 
 class DirectRemover:
+    """Removes at once, in batches (:meth:`Store.remove_trees`)."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
 
@@ -253,74 +265,159 @@ class DirectRemover:
                reason: str) -> None:
         self.store.remove_tree(key)
 
+    def remove_many(self, keys: list[str]) -> dict[str, str]:
+        return self.store.remove_trees(keys) if keys else {}
+
 
 Rescan = Callable[[set[str]], set[str]]
+
+
+BATCH = 1000  # items removed per batch (an object store's DeleteObjects limit)
 
 
 def apply_plan(store: Store, plan: SweepPlan, *, remover: Remover | None = None,
                rescan: Rescan | None = None, give_back: Callable[[set[str]], list[str]] |
                None = None, settle: float = 0.0,
-               progress: Progress | None = None) -> ApplyResult:
-    """Remove every item of ``plan`` in the crash-safe order, re-checking each first.
+               progress: Progress | None = None, jobs: int = 1) -> ApplyResult:
+    """Remove every item of ``plan`` in the crash-safe order, re-checking each first (in
+    ``jobs`` threads) and removing them in batches.
 
     ``rescan(digests)`` answers which of ``digests`` something new in the repositories now
     needs; it is asked before layer links and blobs go, and again ``settle`` seconds after,
-    when ``give_back(digests)`` puts back held items that turned out to be needed. Never raises
-    for one item: a failure is recorded and the rest goes on, except that no layer link or blob
-    is touched when any planned revision stayed (skipped or failed): its blobs may be live
-    again, and no repository is removed when anything of it stayed.
+    when ``give_back(digests)`` puts back held items that turned out to be needed. Without
+    ``give_back`` (direct removal, which cannot be undone) it is asked again right before the
+    blobs go instead. Never raises for one item: a failure is recorded and the rest goes on,
+    except that no layer link or blob is touched when any planned revision stayed (skipped or
+    failed): its blobs may be live again, and no repository is removed when anything of it
+    stayed.
     """
     result = ApplyResult()
     remover = remover or DirectRemover(store)
     tick = progress or (lambda n: None)
-    current_tags: dict[str, set[str]] = {}
     candidates = {i.digest for i in plan.items if i.kind in (LAYER_LINK, BLOB)}
     needed: set[str] = set()
-    for kind in KINDS:
-        items = plan.of_kind(kind)
-        if kind in (LAYER_LINK, BLOB) and any(
-                i.kind == MANIFEST for i, _ in result.failed + result.skipped):
-            # The plan counted that manifest's blobs as garbage; with it still linked they
-            # may be live. The next run re-plans from what is there.
-            result.skipped.extend((i, "a manifest planned for removal stayed; run again to "
-                                      "re-plan") for i in items)
-            continue
-        if kind == LAYER_LINK and rescan is not None and candidates:
-            needed = rescan(candidates)
-        if kind == UPLOAD and rescan is not None and give_back is not None:
-            _settle_and_give_back(result, candidates, rescan, give_back, settle)
-        if kind == REPOSITORY:
-            kept = {i.repository for i, _ in result.skipped + result.failed}
-            items = [i for i in items if i.repository not in kept]
-        for item in items:
-            try:
-                reason = "something pushed since the plan needs it" \
-                    if item.digest in needed and kind in (LAYER_LINK, BLOB) \
-                    else _recheck(store, item, current_tags)
-            except StoreError as exc:
-                reason = f"could not re-check it ({exc.message})"
-            if reason:
-                result.skipped.append((item, reason))
-            else:
-                try:
-                    _remove(remover, item)
-                except StoreError as exc:
-                    result.failed.append((item, exc.message))
-                else:
-                    result.removed.append(item)
-            tick(1)
+    pool = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None
+    try:
+        for kind in KINDS:
+            items = plan.of_kind(kind)
+            if kind in (LAYER_LINK, BLOB) and any(
+                    i.kind == MANIFEST for i, _ in result.failed + result.skipped):
+                # The plan counted that manifest's blobs as garbage; with it still linked they
+                # may be live. The next run re-plans from what is there.
+                result.skipped.extend((i, "a manifest planned for removal stayed; run again "
+                                          "to re-plan") for i in items)
+                continue
+            if kind == LAYER_LINK and rescan is not None and candidates:
+                needed = rescan(candidates)
+            if kind == BLOB and rescan is not None and give_back is None and candidates:
+                needed |= _look_again_before_blobs(result, candidates, needed, rescan)
+            if kind == UPLOAD and rescan is not None and give_back is not None:
+                _settle_and_give_back(result, candidates, rescan, give_back, settle)
+            if kind == REPOSITORY:
+                kept = {i.repository for i, _ in result.skipped + result.failed}
+                items = [i for i in items if i.repository not in kept]
+            reasons = _rechecks(store, items, needed, pool)
+            for start in range(0, len(items), BATCH):
+                batch = items[start:start + BATCH]
+                going = []
+                for item, reason in zip(batch, reasons[start:start + BATCH]):
+                    if reason:
+                        result.skipped.append((item, reason))
+                        tick(1)
+                    else:
+                        going.append(item)
+                failures = _remove_batch(remover, going)
+                for item in going:
+                    if item.key in failures:
+                        result.failed.append((item, failures[item.key]))
+                    else:
+                        result.removed.append(item)
+                    tick(1)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     _remove_empty_dirs(store, result)
     return result
 
 
-def _remove(remover: Remover, item: PlanItem) -> None:
+def _look_again_before_blobs(result: ApplyResult, candidates: set[str], needed: set[str],
+                             rescan: Rescan) -> set[str]:
+    """Direct removal: which candidates something new needs right before the blobs go. A
+    layer link removed in this run whose digest is one of them cannot be put back; it is
+    reported as failed (the image needs a re-push)."""
+    now = rescan(candidates)
+    for item in [i for i in result.removed if i.kind == LAYER_LINK and i.digest in now - needed]:
+        result.removed.remove(item)
+        result.failed.append((item, "removed, but a push started using it during the sweep: "
+                                    "re-push the image"))
+    return now
+
+
+def _rechecks(store: Store, items: list[PlanItem], needed: set[str],
+              pool: ThreadPoolExecutor | None) -> list[str | None]:
+    """Why each item must not be removed now (None where it still may be), in order."""
+    current_tags: dict[str, set[str] | str] = {}
+    repos = sorted({i.repository for i in items if i.kind == MANIFEST and i.repository})
+
+    def targets(repo: str) -> set[str] | str:
+        try:
+            return _tag_targets(store, repo)
+        except StoreError as exc:
+            return f"could not re-check it ({exc.message})"
+
+    current_tags = dict(zip(repos, pool.map(targets, repos) if pool else map(targets, repos)))
+
+    def why(item: PlanItem) -> str | None:
+        if item.digest in needed and item.kind in (LAYER_LINK, BLOB):
+            return "something pushed since the plan needs it"
+        try:
+            return _recheck(store, item, current_tags)
+        except StoreError as exc:
+            return f"could not re-check it ({exc.message})"
+
+    if pool is None or len(items) < 2:
+        return [why(i) for i in items]
+    return list(pool.map(why, items))
+
+
+def _remove_batch(remover: Remover, items: list[PlanItem]) -> dict[str, str]:
+    """Remove ``items``; return the keys of those that failed, with why."""
+    failures: dict[str, str] = {}
+    many = getattr(remover, "remove_many", None)
+    if many is not None:
+        keys: list[str] = []
+        owner: dict[str, str] = {}
+        for item in items:
+            for key in _keys_of(item):
+                keys.append(key)
+                owner[key] = item.key
+        try:
+            failed = many(keys)
+        except StoreError as exc:  # e.g. a read-only store: every item of the batch failed
+            failed = {key: exc.message for key in keys}
+        for key, why in failed.items():
+            failures.setdefault(owner.get(key, key), why)
+        return failures
+    for item in items:
+        try:
+            _remove(remover, item)
+        except StoreError as exc:
+            failures[item.key] = exc.message
+    return failures
+
+
+def _keys_of(item: PlanItem) -> list[str]:
     if item.kind != REPOSITORY:
-        remover.remove(item.kind, item.key, item.digest, item.repository, item.size,
-                       item.reason)
-        return
+        return [item.key]
     # Only the repository's own parts: a nested repository below it stays.
-    for part in _REPOSITORY_PARTS:
-        remover.remove(item.kind, f"{item.key}/{part}", "", item.repository, 0, item.reason)
+    return [f"{item.key}/{part}" for part in _REPOSITORY_PARTS]
+
+
+def _remove(remover: Remover, item: PlanItem) -> None:
+    for key in _keys_of(item):
+        remover.remove(item.kind, key, item.digest if item.kind != REPOSITORY else "",
+                       item.repository, item.size if item.kind != REPOSITORY else 0,
+                       item.reason)
 
 
 def _settle_and_give_back(result: ApplyResult, candidates: set[str], rescan: Rescan,
@@ -338,13 +435,15 @@ def _settle_and_give_back(result: ApplyResult, candidates: set[str], rescan: Res
         result.skipped.append((item, "a push started using it during the sweep: put back"))
 
 
-def _recheck(store: Store, item: PlanItem, current_tags: dict[str, set[str]]) -> str | None:
+def _recheck(store: Store, item: PlanItem,
+             current_tags: dict[str, set[str] | str]) -> str | None:
     """Why ``item`` must not be removed now, or None if it still may be."""
     if item.kind == MANIFEST:
         assert item.repository is not None
-        if item.repository not in current_tags:
-            current_tags[item.repository] = _tag_targets(store, item.repository)
-        if item.digest in current_tags[item.repository]:
+        targets = current_tags[item.repository]
+        if isinstance(targets, str):
+            return targets
+        if item.digest in targets:
             return "a tag points at it now"
     if item.kind == BLOB:
         st = _stat_quietly(store, layout.blob_data(item.digest))

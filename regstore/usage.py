@@ -21,7 +21,7 @@ from regstore import layout
 from regstore.inventory import Inventory
 from regstore.mark import MarkResult, Unusable
 from regstore.manifest import Manifest
-from regstore.store.base import Store, StoreError
+from regstore.store.base import Stat, Store, StoreError
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,15 @@ def reached_by_repository(marks: MarkResult, inventory: Inventory) -> dict[str, 
     return reached
 
 
-def blob_sizes(store: Store, digests: set[str]) -> dict[str, int]:
-    """The size of each blob's data; 0 for one that is absent or unreadable."""
+def blob_sizes(store: Store, digests: set[str],
+               listed: dict[str, Stat] | None = None) -> dict[str, int]:
+    """The size of each blob's data; 0 for one that is absent or unreadable. ``listed``: sizes
+    the listing already gave (an inventory's ``blob_stats``), asked of the store no more."""
     sizes = {}
     for digest in digests:
+        if listed is not None and digest in listed:
+            sizes[digest] = listed[digest].size
+            continue
         try:
             st = store.stat(layout.blob_data(digest))
         except StoreError:
@@ -85,7 +90,7 @@ def usage(store: Store, inventory: Inventory, plain: MarkResult,
         for d in digests:
             owners[d] += 1
     present = inventory.blobs
-    sizes = blob_sizes(store, present)
+    sizes = blob_sizes(store, present, inventory.blob_stats)
     rows = []
     for name in sorted(reached):
         mine = reached[name] & present

@@ -377,7 +377,8 @@ class _Run:
 
     def run(self) -> VerifyReport:
         self.started = self.clock()
-        self.inv = take_inventory(self.store, lambda n: self.progress("listing", n, None))
+        self.inv = take_inventory(self.store, lambda n: self.progress("listing", n, None),
+                                  jobs=self.jobs)
         self.findings.extend(_inventory_findings(self.inv))
         self._scan_blobs()
         self._read_links()
@@ -432,6 +433,14 @@ class _Run:
 
     def _scan_blob(self, digest: str) -> tuple[BlobFile | str, list[str]]:
         key = layout.blob_dir(digest)
+        if self.inv.blob_stats is not None:
+            # The listing walked the blob prefixes (an object store): it saw every object of
+            # every blob directory, so nothing needs asking again.
+            st = self.inv.blob_stats.get(digest)
+            strays = list(self.inv.blob_strays.get(digest, []))
+            if st is None:
+                return "no-data", strays
+            return BlobFile(st.size, st.mtime), strays
         try:
             entries = self.store.list_dir(key)
         except StoreError as exc:

@@ -372,7 +372,7 @@ def test_require_filesystem_returns_root(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("driver, words", [
-    ("s3", "the s3 driver is not supported yet"),
+    ("s3", "needs a filesystem store, and the config uses the s3 driver"),
     ("gcs", "the gcs driver is not supported yet"),
     ("inmemory", "inmemory"),
     ("Filesystem", "lower-case"),

@@ -8,7 +8,7 @@ and the algorithms never know which backend they run on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Protocol
+from typing import BinaryIO, Iterator, Protocol, Sequence
 
 
 class StoreError(Exception):
@@ -22,6 +22,14 @@ class StoreError(Exception):
 
 class ReadOnlyStore(StoreError):
     """A removal was attempted on a store opened for reading only (a dry run, or verify)."""
+
+
+def check_key(key: str) -> None:
+    """Raise :class:`StoreError` unless ``key`` is a plain relative key: no leading ``/``, no
+    empty, ``.`` or ``..`` component. Every backend checks every key with it."""
+    parts = key.split("/")
+    if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise StoreError(key, "refusing a key that is not a plain relative path")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,11 @@ class Store(Protocol):
     location: str
     #: False when opened for reading only: every removal raises :class:`ReadOnlyStore`.
     writable: bool
+    #: True when :meth:`walk` of a directory costs about as many requests as :meth:`list_dir`
+    #: of it and gives every file's size and mtime (an object store's flat listing). Callers
+    #: that need the files inside many small directories then walk their parent instead of
+    #: listing each one; either way they get the same answer.
+    flat_walk: bool
 
     def exists(self) -> bool:
         """Whether the ``docker/registry/v2`` tree is there at all."""
@@ -86,6 +99,12 @@ class Store(Protocol):
     def remove_tree(self, key: str) -> None:
         """Remove directory ``key`` and all below it, never following symlinks.
         Absent is not an error."""
+
+    def remove_trees(self, keys: Sequence[str]) -> dict[str, str]:
+        """Remove each directory of ``keys`` as :meth:`remove_tree` does, in as few requests
+        as the backend allows (an object store deletes up to 1,000 objects a request). Returns
+        the keys that could not be removed, each with why; raises :class:`ReadOnlyStore` on a
+        store opened for reading only."""
 
     def remove_empty_dirs(self, key: str, stop: str) -> None:
         """Remove ``key`` and then its parents while they are empty, never ``stop`` or above."""

@@ -7,10 +7,10 @@ import os
 import shutil
 import stat as stat_mod
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Sequence
 
 from regstore.layout import V2_PREFIX
-from regstore.store.base import DirEntry, FileEntry, ReadOnlyStore, Stat, StoreError
+from regstore.store.base import DirEntry, FileEntry, ReadOnlyStore, Stat, StoreError, check_key
 
 
 def _kind(entry: os.DirEntry[str]) -> str:
@@ -25,12 +25,6 @@ def _kind(entry: os.DirEntry[str]) -> str:
     return "other"
 
 
-def _check_key(key: str) -> None:
-    parts = key.split("/")
-    if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise StoreError(key, "refusing a key that is not a plain relative path")
-
-
 class FilesystemStore:
     """A store under ``<root>/docker/registry/v2``.
 
@@ -39,6 +33,8 @@ class FilesystemStore:
     followed, and every removal re-checks that its target lies inside the resolved tree.
     """
 
+    flat_walk = False  # walking a directory costs a scandir per subdirectory
+
     def __init__(self, root: Path, writable: bool = False) -> None:
         self.root = Path(root)
         self.location = str(self.root)
@@ -46,7 +42,7 @@ class FilesystemStore:
         self.v2 = Path(os.path.realpath(self.root / V2_PREFIX))
 
     def path(self, key: str) -> Path:
-        _check_key(key)
+        check_key(key)
         return self.v2 / key
 
     def exists(self) -> bool:
@@ -164,10 +160,22 @@ class FilesystemStore:
         if failures and path.exists():
             raise StoreError(key, f"could not remove {len(failures)} entries below it")
 
+    def remove_trees(self, keys: Sequence[str]) -> dict[str, str]:
+        if not self.writable:
+            raise ReadOnlyStore(keys[0] if keys else "", "store opened read-only; nothing may "
+                                "be removed")
+        failed = {}
+        for key in keys:
+            try:
+                self.remove_tree(key)
+            except StoreError as exc:
+                failed[key] = exc.message
+        return failed
+
     def remove_empty_dirs(self, key: str, stop: str) -> None:
         if not self.writable:
             raise ReadOnlyStore(key, "store opened read-only; nothing may be removed")
-        _check_key(stop)
+        check_key(stop)
         if not (key + "/").startswith(stop + "/") or key == stop:
             return
         parts = key.split("/")
