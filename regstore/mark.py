@@ -69,12 +69,29 @@ class ManifestCache:
         self.loaded: dict[str, Manifest | Unusable] = {}
 
     def prefetch(self, digests: Iterable[str], progress: Progress | None = None) -> None:
-        todo = [d for d in set(digests) if d not in self.loaded]
+        todo = sorted(d for d in set(digests) if d not in self.loaded)
+        # One task per slice, not per manifest: a future per small file costs more than
+        # reading it. Slices are small enough to keep every thread busy to the end.
+        size = max(64, len(todo) // (self.jobs * 8) + 1)
+        slices = [todo[i:i + size] for i in range(0, len(todo), size)]
+
+        def load(part: list[str]) -> list[Manifest | Unusable]:
+            return [self._load(d) for d in part]
+
+        if self.jobs <= 1 or len(slices) < 2:
+            results: Iterable[list[Manifest | Unusable]] = map(load, slices)
+            for part, loaded in zip(slices, results):
+                self._keep(part, loaded, progress)
+            return
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            for digest, result in zip(todo, pool.map(self._load, todo)):
-                self.loaded[digest] = result
-                if progress:
-                    progress(1)
+            for part, loaded in zip(slices, pool.map(load, slices)):
+                self._keep(part, loaded, progress)
+
+    def _keep(self, part: list[str], loaded: list[Manifest | Unusable],
+              progress: Progress | None) -> None:
+        self.loaded.update(zip(part, loaded))
+        if progress:
+            progress(len(part))
 
     def get(self, digest: str) -> Manifest | Unusable:
         if digest not in self.loaded:
