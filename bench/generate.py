@@ -11,7 +11,9 @@ the tag's index), manifests pushed by digest, docker manifest lists and OCI inde
 with untagged children, OCI referrers with a ``subject``, cosign-style ``.sig`` tags, manifests
 deleted through the API (their revision directory stays, empty), orphan blobs with and without a
 ``_layers`` link, and abandoned uploads. Every blob's sha256 is its digest; the same seed, size
-and layer size give the same store, byte for byte.
+and layer size give the same store, byte for byte. Tags per repository have the long tail of
+real registries: a few CI repositories hold hundreds of builds, which is what makes the
+registry's ``-m`` slow.
 
 Next to ``docker/`` it writes ``bench-store.json`` (what was generated: counts, bytes, tagged
 images, what a GC without ``-m`` should find) and ``config.yml`` (a read-only registry config
@@ -201,17 +203,20 @@ class Planner:
         return len(self.sizes) + self.json_blobs
 
     def want(self, feature: str, p: float) -> bool:
+        """Whether to add ``feature`` here: always the first time, then with probability p."""
         if feature not in self.seen:
             self.seen.add(feature)
             return True
         return self.rng.random() < p
 
     def layer(self) -> int:
+        """A new layer of a log-normal size; its number."""
         size = int(self.rng.lognormvariate(self.mu, SIZE_SIGMA))
         self.sizes.append(min(self.cap, max(MIN_LAYER_SIZE, size)))
         return len(self.sizes) - 1
 
     def plan(self) -> None:
+        """Plan the whole store: bases, repositories until the budget is spent, orphans."""
         for _ in range(max(4, self.target // 500)):
             self.bases.append([self.layer() for _ in range(self.rng.randint(2, 4))])
         names: list[str] = []
@@ -232,6 +237,7 @@ class Planner:
                 self.unlinked.append(self.layer())
 
     def repository(self, number: int, names: list[str]) -> Repo:
+        """One repository with its tags, pushes by digest, deletions and orphans."""
         word = self.rng.choice(WORDS)
         if self.want("nested-name", 0.5):
             team = f"team-{self.rng.randint(1, 1 + number // 20)}"
@@ -310,6 +316,7 @@ class Planner:
         repo.tags.append(Tag(tag_name, history))
 
     def tag_names(self, count: int) -> list[str]:
+        """``count`` distinct tag names of the kinds people use."""
         names: list[str] = []
         if self.rng.random() < 0.6:
             names.append("latest")
@@ -331,6 +338,7 @@ class Planner:
         return names
 
     def tagged_manifest(self, repo: Repo) -> Node:
+        """What a tag of ``repo`` points at: an image, an index, or a copy from elsewhere."""
         if self.copyable and self.copyable[0][0] != repo.name \
                 and self.want("copied-between-repos", 0.04):
             # Any earlier repository's tagged manifest; only this repository's own are left out.
@@ -350,6 +358,7 @@ class Planner:
 
     def image(self, flavor: str, shared: Sequence[int] = (),
               own_layers: Sequence[int] = (1, 1, 2, 2, 3, 3, 4, 5, 6)) -> Node:
+        """An image on a popular base, with ``shared`` layers and some of its own."""
         base = self.bases[min(len(self.bases) - 1,
                               int(len(self.bases) * self.rng.random() ** 2))]
         own = list(shared) + [self.layer() for _ in range(self.rng.choice(own_layers))]
@@ -357,6 +366,7 @@ class Planner:
         return Node("image", flavor, next(self.idents), layers=base + own)
 
     def index(self, flavor: str, platforms: int, nested: bool = False) -> Node:
+        """A multi-platform index whose children are pushed by digest (untagged)."""
         child_flavor = "docker" if flavor == "docker" else "oci"
         arches = self.rng.sample(ARCHES, platforms)
         children = [(self.image(child_flavor), arch) for arch in arches]
@@ -366,6 +376,7 @@ class Planner:
         return Node("index", flavor, next(self.idents), children=children)
 
     def referrer(self, subject: Node) -> Node:
+        """A referrer of ``subject``, pushed by digest as OCI 1.1 clients do."""
         if not self.empty_blob:
             self.empty_blob = True
             self.json_blobs += 1
@@ -547,18 +558,19 @@ class Builder:
     def __init__(self, layer_hexes: list[str], sizes: array, seed: int) -> None:
         self.layer_hexes = layer_hexes
         self.sizes = sizes
-        self.rng = random.Random(seed ^ 0x5EED)
         self.blobs: list[tuple[str, bytes, float]] = []
         self.blob_bytes = 0
         self.empty_digest = ""
 
     def emit(self, data: bytes) -> str:
+        """Queue ``data`` as a blob to write and return its hex digest."""
         hex_ = hashlib.sha256(data).hexdigest()
         self.blobs.append((hex_, data, pushed_at(len(self.layer_hexes) + len(self.blobs))))
         self.blob_bytes += len(data)
         return hex_
 
     def build(self, node: Node) -> None:
+        """Give ``node`` (and what it references) bytes and a digest, once."""
         if node.digest:
             return
         if node.kind == "image":
@@ -580,6 +592,7 @@ class Builder:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(EPOCH + ident * 37))
 
     def image(self, node: Node, arch: str = "amd64") -> bytes:
+        """The manifest of an image, after queueing its config."""
         docker = node.flavor == "docker"
         created = self._created(node.ident)
         layers = [self._layer(n, DOCKER_LAYER if docker else OCI_LAYER) for n in node.layers]
@@ -612,6 +625,7 @@ class Builder:
         return json.dumps(manifest, separators=(",", ":")).encode()
 
     def index(self, node: Node) -> bytes:
+        """A docker manifest list or OCI index, after building its children."""
         entries = []
         for child, arch in node.children:
             if child.kind == "image":
@@ -639,11 +653,13 @@ class Builder:
         return json.dumps(doc, separators=(",", ":")).encode()
 
     def empty(self) -> str:
+        """The digest of the empty JSON ``{}`` config referrers use, written once."""
         if not self.empty_digest:
             self.empty_digest = "sha256:" + self.emit(EMPTY_JSON)
         return self.empty_digest
 
     def referrer(self, node: Node) -> bytes:
+        """An OCI 1.1 referrer of ``node.subject``: an SBOM or a signature, empty config."""
         subject = node.subject
         assert subject is not None
         self.build(subject)

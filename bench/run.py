@@ -69,13 +69,16 @@ class Series:
 
     @property
     def median(self) -> float:
+        """Median wall seconds."""
         return statistics.median(r.seconds for r in self.runs)
 
     @property
     def rss(self) -> int:
+        """Median peak RSS in bytes."""
         return int(statistics.median(r.peak_rss for r in self.runs))
 
     def summary(self) -> dict[str, Any]:
+        """The numbers the report prints, and every run."""
         times = [r.seconds for r in self.runs]
         return {"argv": self.argv, "median_s": self.median, "min_s": min(times),
                 "max_s": max(times), "peak_rss_bytes": self.rss,
@@ -108,6 +111,7 @@ class Cache:
         DROP_CACHES.write_text("3\n")
 
     def before_run(self) -> None:
+        """Drop the page cache if this is a cold-cache benchmark."""
         if self.mode == "cold":
             self._drop()
 
@@ -231,6 +235,7 @@ def disk_of(path: Path) -> str:
 
 
 def version_of(argv: Sequence[str]) -> str:
+    """The first line a ``--version`` command prints, or why there is none."""
     try:
         done = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
     except OSError as exc:
@@ -243,6 +248,7 @@ def version_of(argv: Sequence[str]) -> str:
 
 
 def store_path(workdir: Path, blobs: int, seed: int, avg: int) -> Path:
+    """Where the runner keeps the store of these parameters, for reuse."""
     return workdir / f"store-{blobs}-s{seed}-a{avg}"
 
 
@@ -533,6 +539,7 @@ def _measured(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def linearity_lines(doc: dict[str, Any]) -> list[str]:
+    """Time per blob at the smallest and largest sizes, per case and tool, and the ratio."""
     sizes = _measured(doc)
     if len(sizes) < 2:
         return ["(one size only: no linearity figure)"]
@@ -584,6 +591,7 @@ def targets(doc: dict[str, Any]) -> list[tuple[str, str, bool]]:
 
 
 def target_lines(doc: dict[str, Any]) -> list[str]:
+    """The targets as a Markdown table."""
     rows = targets(doc)
     if not rows:
         return []
