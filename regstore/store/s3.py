@@ -19,8 +19,9 @@ trailing slashes trimmed, the path appended, leading slashes trimmed). S3 has no
 Every listing is checked to be whole: a page that says it is truncated without a continuation
 token, a token that comes back twice, or a key outside the prefix asked for fails the listing
 (:class:`StoreError`), so a caller never mistakes part of a prefix for all of it. Throttling
-and 5xx answers are retried by botocore (standard mode, exponential backoff with jitter)
-before anything fails.
+and 5xx answers are retried by botocore (standard mode, exponential backoff with jitter, 10
+attempts), and when botocore gives up (its retry quota runs dry under sustained throttling) by
+regstore itself, 5 more times with a backoff of up to 30 s, before a request fails.
 
 Nothing is ever deleted outside ``<rootdirectory>/docker/registry/v2/``: keys are checked as
 the filesystem store checks them, and every object key a removal lists is checked again to lie
@@ -33,19 +34,28 @@ from __future__ import annotations
 
 import email.utils
 import io
+import random
 import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, NoReturn, Sequence
 
 from regstore.layout import V2_PREFIX
 from regstore.store.base import DirEntry, FileEntry, ReadOnlyStore, Stat, StoreError, check_key
 
 DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 PAGE_SIZE = 1000  # the most keys one ListObjectsV2 page returns
-DEFAULT_RETRIES = 10
+DEFAULT_ATTEMPTS = 10  # botocore's attempts per request, the first included
+# botocore stops retrying once its retry quota is spent (sustained throttling drains it): then
+# regstore itself tries the request again, this many times, after OUTER_BACKOFF * 2**n seconds
+# (capped at 30 s, with jitter), before the request fails.
+OUTER_ATTEMPTS = 5
+OUTER_BACKOFF = 1.0
+_THROTTLING_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException",
+                               "RequestLimitExceeded", "TooManyRequests", "RequestTimeout",
+                               "InternalError", "ServiceUnavailable"})
 STATE_DIR = ".regstore"
 _STATE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
@@ -85,16 +95,17 @@ def _s3_path(rootdirectory: str, path: str) -> str:
     return (rootdirectory.rstrip("/") + path).lstrip("/")
 
 
-def connect(settings: S3Settings, jobs: int = 8, retries: int = DEFAULT_RETRIES) -> Any:
-    """A boto3 S3 client for ``settings``, with standard retries and a connection pool large
-    enough for ``jobs`` threads."""
+def connect(settings: S3Settings, jobs: int = 8, retries: int | None = None) -> Any:
+    """A boto3 S3 client for ``settings``, with standard retries (``retries`` attempts in all,
+    :data:`DEFAULT_ATTEMPTS` by default) and a connection pool large enough for ``jobs``
+    threads."""
     import boto3
     from botocore.config import Config
 
     config = Config(
         region_name=settings.region,
         signature_version="s3v4" if settings.v4auth else "s3",
-        retries={"mode": "standard", "max_attempts": retries},
+        retries={"mode": "standard", "total_max_attempts": retries or DEFAULT_ATTEMPTS},
         connect_timeout=10, read_timeout=60,
         max_pool_connections=max(10, 2 * jobs + 2),
         s3={"addressing_style": "path" if settings.path_style else "auto"},
@@ -145,6 +156,18 @@ def _describe(exc: Exception) -> str:
         message = (getattr(exc, "response", None) or {}).get("Error", {}).get("Message")
         return f"{code}{': ' + message if message else ''} (HTTP {_status(exc)})"
     return str(exc) or type(exc).__name__
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether a failed request may succeed when tried again (throttling, 5xx, connection)."""
+    if _status(exc) in (429, 500, 502, 503, 504) or _error_code(exc) in _THROTTLING_CODES:
+        return True
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
+    except ImportError:  # pragma: no cover - botocore comes with boto3
+        return False
+    return isinstance(exc, (BotoConnectionError, HTTPClientError))
 
 
 def _server_time(response: dict[str, Any]) -> float | None:
@@ -209,6 +232,7 @@ class S3Store:
         self.clock_offset = 0.0
         self._requests = 0
         self._lock = threading.Lock()
+        self._bare_etags = False  # whether If-Match needs the ETag without its quotes
 
     @classmethod
     def from_settings(cls, settings: S3Settings, *, writable: bool = False,
@@ -230,14 +254,24 @@ class S3Store:
     def _call(self, operation: str, key: str, **params: Any) -> dict[str, Any]:
         with self._lock:
             self._requests += 1
-        try:
-            return getattr(self.client, operation)(Bucket=self.bucket, **params)  # type: ignore[no-any-return]
-        except Exception as exc:
-            if _status(exc) == 412:
-                raise StateConflict(key, f"changed meanwhile: {_describe(exc)}") from None
-            if _error_code(exc) in ("NoSuchKey", "404", "NotFound", "NoSuchUpload"):
-                raise FileNotFoundError(key) from None
-            raise StoreError(key, f"{operation} failed: {_describe(exc)}") from None
+        attempt = 0
+        while True:
+            try:
+                return getattr(self.client, operation)(Bucket=self.bucket, **params)  # type: ignore[no-any-return]
+            except Exception as exc:
+                attempt += 1
+                if attempt < OUTER_ATTEMPTS and _transient(exc):
+                    time.sleep(random.random() * min(30.0, OUTER_BACKOFF * 2 ** attempt))
+                    continue
+                self._fail(exc, operation, key)
+
+    def _fail(self, exc: Exception, operation: str, key: str) -> NoReturn:
+        """Raise what a failed request means for the caller."""
+        if _status(exc) == 412:
+            raise StateConflict(key, f"changed meanwhile: {_describe(exc)}") from None
+        if _error_code(exc) in ("NoSuchKey", "404", "NotFound", "NoSuchUpload"):
+            raise FileNotFoundError(key) from None
+        raise StoreError(key, f"{operation} failed: {_describe(exc)}") from None
 
     def key_of(self, key: str) -> str:
         """The object key of store key ``key`` (checked)."""
@@ -245,7 +279,9 @@ class S3Store:
         return self.prefix + key
 
     def _time(self, when: Any) -> float:
-        return float(when.timestamp()) - self.clock_offset
+        # Whole seconds: a listing gives milliseconds, a HEAD's Last-Modified header only
+        # seconds, and a re-check must see the same time as the listing it checks.
+        return float(int(when.timestamp())) - self.clock_offset
 
     # --- reading ------------------------------------------------------------------------
 
@@ -373,6 +409,11 @@ class S3Store:
         failed: dict[str, str] = {}
         owner: dict[str, str] = {}  # object key -> the store key being removed
         keys = list(dict.fromkeys(keys))
+        if self.guard is not None:
+            try:
+                self.guard()
+            except StoreError as exc:
+                return {key: exc.message for key in keys}
 
         def below(key: str) -> list[str] | str:
             try:
@@ -483,10 +524,24 @@ class S3Store:
                                   "ContentType": "application/json"}
         if if_none_match:
             params["IfNoneMatch"] = "*"
-        if if_match is not None:
-            params["IfMatch"] = if_match
-        response = self._call("put_object", name, **params)
-        return str(response.get("ETag", ""))
+        if if_match is None:
+            return str(self._call("put_object", name, **params).get("ETag", ""))
+        # The ETag is quoted, as HTTP wants it; Ceph's radosgw (16) compares If-Match with the
+        # bare value. A 412 while the object still has that very ETag means the server wants
+        # the other form; the form that worked is kept for the next time.
+        bare = if_match.strip('"')
+        quoted = f'"{bare}"'
+        for form in ([bare, quoted] if self._bare_etags else [quoted, bare]):
+            try:
+                response = self._call("put_object", name, IfMatch=form, **params)
+            except StateConflict:
+                current = self.get_state(name)
+                if current is None or current.etag.strip('"') != bare:
+                    raise
+                continue
+            self._bare_etags = form == bare
+            return str(response.get("ETag", ""))
+        raise StateConflict(name, "the server refuses If-Match in either form")
 
     def delete_state(self, name: str) -> None:
         """Delete one of regstore's own objects (never anything of the registry's)."""

@@ -114,10 +114,12 @@ def run_real_gc(
     check: bool = True,
     log_level: str | None = "info",
     timeout: float = 300.0,
+    environ_without: tuple[str, ...] = (),
 ) -> RealGCResult:
     """Run ``docker-registry garbage-collect`` on ``config_path`` and return its parsed output;
     ``log_level`` overrides the config (through ``REGISTRY_LOG_LEVEL``) so real deletions are
-    logged, and ``check`` raises RealGCError when the run fails.
+    logged, ``check`` raises RealGCError when the run fails, and ``environ_without`` names
+    variables the registry must not see (``AWS_CA_BUNDLE`` for the s3 driver).
     """
     binary = registry_binary()
     if binary is None:
@@ -128,7 +130,7 @@ def run_real_gc(
     if delete_untagged:
         argv.append("--delete-untagged")
     argv.append(str(config_path))
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in environ_without}
     if log_level is not None:
         env["REGISTRY_LOG_LEVEL"] = log_level
     completed = subprocess.run(

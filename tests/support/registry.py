@@ -12,6 +12,7 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import shutil
 import signal
 import socket
@@ -76,7 +77,7 @@ def free_port() -> int:
 
 def write_config(
     path: Path,
-    root: Path,
+    root: Path | None,
     *,
     readonly: bool = False,
     delete: bool = True,
@@ -84,13 +85,22 @@ def write_config(
     schema1: bool = False,
     log_level: str = "warn",
     extra: Mapping[str, Any] | None = None,
+    s3: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a registry ``config.yml`` at ``path`` for the filesystem store at ``root`` and return
-    the path; the same file serves ``docker-registry serve`` and ``garbage-collect``, and ``extra``
-    is merged in last (e.g. ``{"validation": ...}``).
+    """Write a registry ``config.yml`` at ``path`` for the filesystem store at ``root`` (or, with
+    ``s3``, for the s3 driver with those parameters) and return the path; the same file serves
+    ``docker-registry serve`` and ``garbage-collect``, and ``extra`` is merged in last (e.g.
+    ``{"validation": ...}``).
     """
+    if s3 is not None:
+        # Without redirect.disable the registry answers blob GETs with a 307 to a presigned
+        # URL of the bucket; the test client pulls through the registry itself.
+        driver: dict[str, Any] = {"s3": dict(s3), "redirect": {"disable": True}}
+    else:
+        assert root is not None
+        driver = {"filesystem": {"rootdirectory": str(Path(root).resolve())}}
     storage: dict[str, Any] = {
-        "filesystem": {"rootdirectory": str(Path(root).resolve())},
+        **driver,
         "delete": {"enabled": delete},
         # The purger would delete the abandoned uploads a fixture keeps on purpose once they are
         # older than a week, which every committed fixture soon is.
@@ -322,15 +332,19 @@ def _next_link(link: str | None) -> str | None:
 
 
 class RealRegistry:
-    """A running ``docker-registry serve`` on a filesystem store, used as a context manager;
-    ``url``, ``config_path`` and ``client`` are set on entry, and exit stops the process it started
-    (by PID).
+    """A running ``docker-registry serve`` on a filesystem store (or, with ``s3``, on a bucket
+    through the s3 driver), used as a context manager; ``url``, ``config_path`` and ``client``
+    are set on entry, and exit stops the process it started (by PID). ``environ_without`` names
+    variables the registry must not see (``AWS_CA_BUNDLE`` makes 2.8.2's s3 driver panic at
+    start).
     """
 
     def __init__(
         self,
-        root: Path,
+        root: Path | None,
         *,
+        s3: Mapping[str, Any] | None = None,
+        environ_without: Iterable[str] = (),
         readonly: bool = False,
         delete: bool = True,
         workdir: Path | None = None,
@@ -338,7 +352,9 @@ class RealRegistry:
         extra_config: Mapping[str, Any] | None = None,
         start_timeout: float = 15.0,
     ) -> None:
-        self.root = Path(root).resolve()
+        self.root = Path(root).resolve() if root is not None else None
+        self.s3 = s3
+        self.environ_without = tuple(environ_without)
         self.extra_config = extra_config
         self.readonly = readonly
         self.delete = delete
@@ -362,7 +378,8 @@ class RealRegistry:
         else:
             workdir = Path(self.workdir)
             workdir.mkdir(parents=True, exist_ok=True)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root is not None:
+            self.root.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "config.yml"
         self.log_path = workdir / "registry.log"
         # free_port() can race with another process taking the port before the registry binds
@@ -389,12 +406,14 @@ class RealRegistry:
             addr=f"127.0.0.1:{port}",
             schema1=self.schema1,
             extra=self.extra_config,
+            s3=self.s3,
         )
         self.url = f"http://127.0.0.1:{port}"
         self.client = RegistryClient(self.url)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [binary, "serve", str(self.config_path)],
+                env={k: v for k, v in os.environ.items() if k not in self.environ_without},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,0 +1,236 @@
+"""gc and verify on a real S3 store: Ceph's radosgw, written by the real registry's s3 driver.
+
+The mixed scenario of fixtures/build.py is pushed once into a bucket through the registry's API
+(``mixed_s3``); tests that change a store work on a server-side copy of it. regstore must find
+on the bucket exactly what it finds on the committed filesystem fixture of the same scenario,
+agree with ``docker-registry garbage-collect --dry-run`` run on the bucket (with the documented
+differences of tests/test_gc_realregistry.py), and leave every live image pullable through the
+registry after a real sweep.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from regstore.cli import main
+from tests.support import copy_fixture, fixture_record
+from tests.support.ceph import REGISTRY_ENV_WITHOUT, Ceph
+from tests.support.realgc import run_real_gc
+from tests.support.registry import (assert_blob_gone, assert_manifest_gone, pull_all,
+                                    pull_manifest_by_digest, pull_tree, tagged_images)
+from tests.test_gc_realregistry import kept_by_regstore_only
+
+pytestmark = [pytest.mark.ceph, pytest.mark.registry]
+
+V2 = "store/docker/registry/v2/"
+
+
+def run(argv: list[str]) -> tuple[int, dict[str, Any], str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(argv + ["--json"], out=out, err=err)
+    return code, json.loads(out.getvalue()), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def mixed_s3(ceph: Ceph, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The mixed scenario, pushed into a bucket by the real registry. Never changed: tests that
+    sweep take a copy (:func:`fresh`)."""
+    bucket = ceph.new_bucket("mixed")
+    work = tmp_path_factory.mktemp("mixed-s3")
+    record = ceph.push_scenario("mixed", bucket, "/store", workdir=work / "registry")
+    config = ceph.config(work / "config.yml", bucket)
+    return SimpleNamespace(bucket=bucket, record=record, config=config)
+
+
+def fresh(ceph: Ceph, mixed_s3: SimpleNamespace, tmp_path: Path, *,
+          readonly: bool = True) -> tuple[str, Path]:
+    bucket = ceph.copy_store(mixed_s3.bucket)
+    return bucket, ceph.config(tmp_path / "config.yml", bucket, readonly=readonly,
+                               extra=mixed_s3.record.get("extra_config"))
+
+
+def comparable(items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return sorted((i["kind"], i["digest"], i["repository"], i["tag"], i["path"], i["size"])
+                  for i in items)
+
+
+# --- the same answers as on a filesystem ---------------------------------------------------
+
+
+@pytest.mark.parametrize("untagged", [False, True], ids=["plain", "delete-untagged"])
+def test_gc_dry_run_on_s3_matches_the_filesystem(tmp_path, mixed_s3, untagged):
+    root = copy_fixture("mixed", tmp_path / "fs")
+    flags = ["--dry-run", "--min-age", "0", "--keep-uploads"] + (["-m"] if untagged else [])
+    code, on_fs, _ = run(["gc", *flags, "--root", str(root)])
+    assert code == 0
+    code, on_s3, _ = run(["gc", *flags, str(mixed_s3.config)])
+    assert code == 0, on_s3
+    assert on_s3["store"].startswith(f"s3://{mixed_s3.bucket}/store/docker/registry/v2")
+    assert comparable(on_s3["items"]) == comparable(on_fs["items"])
+    assert on_s3["summary"] == on_fs["summary"]
+    assert [f["kind"] for f in on_s3["findings"]] == [f["kind"] for f in on_fs["findings"]]
+    assert any(i["kind"] == "blob" for i in on_s3["items"])
+
+
+def test_verify_on_s3_matches_the_filesystem(tmp_path, mixed_s3):
+    root = copy_fixture("mixed", tmp_path / "fs")
+    code, on_fs, _ = run(["verify", "--no-state", "--root", str(root)])
+    assert code == 0
+    code, on_s3, _ = run(["verify", "--no-state", str(mixed_s3.config)])
+    assert code == 0, on_s3["findings"]
+    fs_summary, s3_summary = dict(on_fs["summary"]), dict(on_s3["summary"])
+    fs_summary.pop("coverage"), s3_summary.pop("coverage")
+    assert s3_summary == fs_summary
+    assert on_s3["summary"]["coverage"]["blobs_fraction"] == 1.0
+    assert sorted((f["kind"], f["severity"], f["digest"], f["repository"])
+                  for f in on_s3["findings"]) == \
+        sorted((f["kind"], f["severity"], f["digest"], f["repository"])
+               for f in on_fs["findings"] if f["kind"] != "stale-upload")
+
+
+@pytest.mark.parametrize("untagged", [False, True], ids=["plain", "delete-untagged"])
+def test_dry_run_agrees_with_the_registry_gc_on_s3(ceph, tmp_path, mixed_s3, untagged):
+    real = run_real_gc(mixed_s3.config, dry_run=True, delete_untagged=untagged,
+                       environ_without=REGISTRY_ENV_WITHOUT)
+    code, report, _ = run(["gc", "--dry-run", "--min-age", "0", str(mixed_s3.config)]
+                          + (["-m"] if untagged else []))
+    assert code == 0, report["findings"]
+    ours_blobs = {i["digest"] for i in report["items"] if i["kind"] == "blob"}
+    ours_manifests = {(i["repository"], i["digest"]) for i in report["items"]
+                      if i["kind"] == "manifest"}
+    if not untagged:
+        assert ours_blobs == real.eligible_blobs
+        assert ours_manifests == real.eligible_manifests == set()
+        assert report["summary"]["blobs_marked"] == real.summary.marked
+    else:
+        extra_manifests, extra_blobs = kept_by_regstore_only(mixed_s3.record)
+        assert extra_manifests
+        assert ours_manifests == real.eligible_manifests - extra_manifests
+        assert ours_blobs == real.eligible_blobs - extra_blobs
+    keys = ceph.keys(mixed_s3.bucket, V2)
+    on_bucket = {"sha256:" + k.split("/")[-2] for k in keys if k.startswith(V2 + "blobs/")}
+    links = {(k[len(V2 + "repositories/"):].split("/_layers/")[0], "sha256:" + k.split("/")[-2])
+             for k in keys if "/_layers/" in k}
+    assert {(i["repository"], i["digest"]) for i in report["items"]
+            if i["kind"] == "layer-link"} == \
+        {(r, d) for r, d in links if d in ours_blobs or d not in on_bucket}
+
+
+# --- real sweeps --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("untagged", [False, True], ids=["plain", "delete-untagged"])
+def test_every_live_image_pulls_from_the_bucket_after_a_real_sweep(ceph, tmp_path, mixed_s3,
+                                                                    untagged):
+    bucket, config = fresh(ceph, mixed_s3, tmp_path)
+    record = mixed_s3.record
+    time.sleep(1.2)  # the copy is brand new: let it outgrow a one-second grace period
+    flags = ["--min-age", "1s"] + (["-m"] if untagged else [])
+    code, report, err = run(["gc", *flags, str(config)])
+    assert code == 0, (report, err)
+    assert report["summary"]["failed"] == 0 and report["summary"]["skipped"] == 0
+    removed = report["items"]
+    assert any(i["kind"] == "blob" for i in removed)
+    keys = ceph.keys(bucket, V2)
+    for item in removed:
+        assert not any(k.startswith(V2 + item["path"] + "/") for k in keys), item
+    assert not ceph.keys(bucket, "store/.regstore/"), "the lock is released"
+    extra_manifests, _ = kept_by_regstore_only(record)
+    with ceph.registry(bucket, workdir=tmp_path / "reg", readonly=True,
+                       extra=record.get("extra_config")) as registry:
+        client = registry.client
+        pull_all(client, tagged_images(record))
+        for repo, digest in extra_manifests:
+            body = pull_manifest_by_digest(client, repo, digest)
+            pull_tree(client, repo, body, f"{repo}@{digest}")
+        for item in removed:
+            if item["kind"] == "manifest":
+                assert_manifest_gone(client, item["repository"], item["digest"])
+            elif item["kind"] == "layer-link":
+                assert_blob_gone(client, item["repository"], item["digest"])
+    code, again, _ = run(["gc", "--dry-run", "--min-age", "0", str(config)]
+                         + (["-m"] if untagged else []))
+    assert code == 0 and again["items"] == []
+    real = run_real_gc(config, dry_run=True, delete_untagged=False,
+                       environ_without=REGISTRY_ENV_WITHOUT)
+    assert real.eligible_blobs == set()
+
+
+def test_the_grace_period_keeps_a_fresh_s3_store_whole(ceph, tmp_path, mixed_s3):
+    bucket, config = fresh(ceph, mixed_s3, tmp_path)
+    before = ceph.keys(bucket)
+    code, report, err = run(["gc", "-m", "--min-age", "1h", str(config)])
+    assert code == 0, err
+    assert report["items"] == []
+    assert {p["kind"] for p in report["protected"]} >= {"blob", "layer-link", "manifest"}
+    assert ceph.keys(bucket) == before
+
+
+def test_an_s3_sweep_alongside_pushes_is_refused(ceph, tmp_path, mixed_s3):
+    bucket, config = fresh(ceph, mixed_s3, tmp_path, readonly=False)
+    before = ceph.keys(bucket)
+    code, report, _ = run(["gc", "--min-age", "1h", str(config)])
+    assert code == 4
+    assert "S3" in report["error"] and "readonly.enabled: true" in report["error"]
+    assert ceph.keys(bucket) == before
+
+
+def test_a_stale_upload_goes_with_its_multipart_upload(ceph, tmp_path):
+    bucket = ceph.new_bucket("up")
+    with ceph.registry(bucket, workdir=tmp_path / "reg") as registry:
+        registry.client.push_blob("app", b"a layer")
+        uuid = registry.client.start_upload("app", b"half a layer")
+    client = ceph.client()
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    config = ceph.config(tmp_path / "config.yml", bucket, readonly=True)
+    time.sleep(1.2)
+    code, report, err = run(["gc", "--min-age", "1s", "--uploads-older-than", "1s",
+                             "--max-delete-fraction", "1", str(config)])
+    assert code == 0, (report, err)
+    assert [(i["kind"], i["digest"]) for i in report["items"]
+            if i["kind"] == "upload"] == [("upload", uuid)]
+    assert not [k for k in ceph.keys(bucket) if "/_uploads/" in k]
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+# --- what stays filesystem-only, and a store that is not there -------------------------------
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["gc", "CONFIG", "--quarantine", "q"], "--quarantine works on filesystem stores only"),
+    (["verify", "CONFIG", "--quarantine", "q", "--force"], "verify --quarantine works on "
+                                                           "filesystem stores only"),
+    (["restore", "q", "CONFIG"], "regstore restore works on filesystem stores only"),
+])
+def test_quarantine_and_restore_say_they_need_a_filesystem_store(tmp_path, mixed_s3, argv,
+                                                                 words):
+    code, report, _ = run([str(mixed_s3.config) if a == "CONFIG" else a for a in argv])
+    assert code == 3
+    assert words in report["error"]
+
+
+def test_a_bucket_or_prefix_without_a_store_is_a_clear_error(ceph, tmp_path):
+    config = ceph.config(tmp_path / "missing.yml", "no-such-bucket-here")
+    code, report, _ = run(["gc", "--dry-run", str(config)])
+    assert code == 3 and "cannot reach the store s3://no-such-bucket-here" in report["error"]
+    config = ceph.config(tmp_path / "empty.yml", ceph.new_bucket("empty"))
+    code, report, _ = run(["gc", "--dry-run", str(config)])
+    assert code == 3 and "holds no registry store under 'store/docker/registry/v2/'" in \
+        report["error"]
+
+
+def test_verify_keeps_its_state_in_the_cache_directory(tmp_path, mixed_s3, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    code, report, _ = run(["verify", str(mixed_s3.config)])
+    assert code == 0
+    state_file = Path(report["summary"]["coverage"]["state_file"])
+    assert state_file.parent == tmp_path / "cache" / "regstore" and state_file.is_file()
+    code, again, _ = run(["verify", "--max-bytes", "1", str(mixed_s3.config)])
+    assert again["summary"]["coverage"]["state"] == "ok"
