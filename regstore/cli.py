@@ -229,8 +229,9 @@ def _store_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, metavar="DIR",
                    help="a filesystem storage root (the directory holding docker/), instead "
                         "of a config")
-    p.add_argument("--jobs", type=int, default=8, metavar="N",
-                   help="threads for reading (default 8)")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help=f"threads for reading (default {DEFAULT_JOBS}; {DEFAULT_S3_JOBS} on an "
+                        "S3 store, where each request waits on the network)")
 
 
 def _cron_arguments(p: argparse.ArgumentParser) -> None:
@@ -297,11 +298,15 @@ def resolve_config(args: argparse.Namespace) -> RegistryConfig:
     return load_config(args.config or default_config_path(os.environ))
 
 
-def open_store(cfg: RegistryConfig, writable: bool, jobs: int = 8) -> Store:
+DEFAULT_JOBS = 8
+DEFAULT_S3_JOBS = 32
+
+
+def open_store(cfg: RegistryConfig, writable: bool, jobs: int | None = None) -> Store:
     """The store ``cfg`` names, on its backend: a filesystem root or an S3 bucket."""
     where = storage_backend(cfg)
     if isinstance(where, S3Settings):
-        return _open_s3(cfg, where, writable, jobs)
+        return _open_s3(cfg, where, writable, jobs or DEFAULT_S3_JOBS)
     root = where
     store = FilesystemStore(root, writable=writable)
     if not root.is_dir():
@@ -331,6 +336,10 @@ def _open_s3(cfg: RegistryConfig, settings: S3Settings, writable: bool, jobs: in
     return store
 
 
+def _default_jobs(store: Store) -> int:
+    return DEFAULT_S3_JOBS if isinstance(store, S3Store) else DEFAULT_JOBS
+
+
 def filesystem_only(store: Store, what: str) -> FilesystemStore:
     """``store`` if it is a filesystem store; else a clear error saying ``what`` needs one."""
     if not isinstance(store, FilesystemStore):
@@ -347,6 +356,7 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
     cfg = resolve_config(args)
     sweeping = not args.dry_run
     store = open_store(cfg, writable=sweeping, jobs=args.jobs)
+    args.jobs = args.jobs or _default_jobs(store)
     on_s3 = isinstance(store, S3Store)
     if on_s3 and args.quarantine is not None:
         filesystem_only(store, "--quarantine")
@@ -723,6 +733,7 @@ def run_verify(args: argparse.Namespace, out: Output) -> int:
     cfg = resolve_config(args)
     quarantining = args.quarantine is not None
     store = open_store(cfg, writable=quarantining, jobs=args.jobs)
+    args.jobs = args.jobs or _default_jobs(store)
     if quarantining:
         store = filesystem_only(store, "verify --quarantine")
     if quarantining and not cfg.readonly and not args.force:
@@ -805,6 +816,7 @@ def _marks_for_reading(args: argparse.Namespace) -> tuple[Store, Inventory, obje
                                                           object]:
     cfg = resolve_config(args)
     store = open_store(cfg, writable=False, jobs=args.jobs)
+    args.jobs = args.jobs or _default_jobs(store)
     with lock_for(store, f"regstore {args.command}", exclusive=False):
         inventory = take_inventory(store, jobs=args.jobs)
         plain = mark(store, inventory, False, args.jobs)

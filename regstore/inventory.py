@@ -131,13 +131,22 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
     """
     inv = Inventory()
     tick = progress or (lambda n: None)
-    pool, reads = _Pool(jobs), _Pool(jobs)
+    pool, reads, blob_pool = _Pool(jobs), _Pool(jobs), _Pool(jobs)
+    # The blob store and the repositories are independent: they are listed at the same time,
+    # the blobs into an inventory of their own, merged after the repositories' findings.
+    blobs, blob_ticks = Inventory(), _Notes()
     try:
+        listing = blob_pool.submit(lambda: _scan_blobs(store, blobs, blob_ticks.tick, blob_pool))
         _scan_repositories(store, inv, tick, pool, reads)
-        _scan_blobs(store, inv, tick, pool)
+        listing.result()
     finally:
         pool.close()
         reads.close()
+        blob_pool.close()
+    inv.blobs, inv.blob_stats, inv.blob_strays = blobs.blobs, blobs.blob_stats, blobs.blob_strays
+    for finding in blobs.blocking + blobs.findings:
+        inv.note(finding)
+    tick(blob_ticks.ticks)
     return inv
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import email.utils
 import io
+from datetime import datetime, timezone
 import random
 import re
 import threading
@@ -101,6 +102,7 @@ def connect(settings: S3Settings, jobs: int = 8, retries: int | None = None) -> 
     threads."""
     import boto3
     from botocore.config import Config
+    from botocore.parsers import ResponseParserFactory
 
     config = Config(
         region_name=settings.region,
@@ -114,6 +116,12 @@ def connect(settings: S3Settings, jobs: int = 8, retries: int | None = None) -> 
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
+    session = boto3.session.Session()
+    # botocore parses every LastModified of a listing with dateutil, a third of the CPU time
+    # of a dry run; the formats S3 uses (ISO 8601 in listings, RFC 1123 in headers) need not.
+    factory = ResponseParserFactory()
+    factory.set_parser_defaults(timestamp_parser=_parse_timestamp)
+    session._session.register_component("response_parser_factory", factory)
     kwargs: dict[str, Any] = {"config": config, "use_ssl": settings.secure}
     if settings.endpoint:
         kwargs["endpoint_url"] = settings.endpoint
@@ -122,7 +130,7 @@ def connect(settings: S3Settings, jobs: int = 8, retries: int | None = None) -> 
     if settings.accesskey and settings.secretkey:
         kwargs["aws_access_key_id"] = settings.accesskey
         kwargs["aws_secret_access_key"] = settings.secretkey
-    return boto3.session.Session().client("s3", **kwargs)
+    return session.client("s3", **kwargs)
 
 
 class StateConflict(StoreError):
@@ -168,6 +176,19 @@ def _transient(exc: Exception) -> bool:
     except ImportError:  # pragma: no cover - botocore comes with boto3
         return False
     return isinstance(exc, (BotoConnectionError, HTTPClientError))
+
+
+def _parse_timestamp(value: str) -> datetime:
+    """An S3 timestamp: ISO 8601 (listings), RFC 1123 (headers), else botocore's own parser."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            from botocore.utils import parse_timestamp
+            return parse_timestamp(value)  # type: ignore[no-any-return]
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _server_time(response: dict[str, Any]) -> float | None:
