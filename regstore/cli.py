@@ -920,7 +920,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
         code, output.doc = EXIT_INTERRUPTED, None
     try:
         if output.as_json and output.doc is not None:
-            json.dump(output.doc, out, indent=2)
+            # The C encoder: with indent, json runs a pure-Python encoder, which took a fifth
+            # of a -m dry run on a 100k-blob store. `| jq .` indents for a person.
+            json.dump(output.doc, out)
             out.write("\n")
             out.flush()
     except BrokenPipeError:

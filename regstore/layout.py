@@ -10,6 +10,7 @@ for the same reason).
 from __future__ import annotations
 
 import re
+import sys
 
 V2_PREFIX = "docker/registry/v2"
 BLOBS = "blobs"
@@ -48,7 +49,9 @@ def digest_from_parts(algorithm: str, hex_part: str) -> str | None:
     """The digest named by a directory pair ``<alg>/<hex>``, or None if the pair is not one."""
     if DIGEST_HEX_LENGTH.get(algorithm) != len(hex_part) or not _HEX_RE.fullmatch(hex_part):
         return None
-    return f"{algorithm}:{hex_part}"
+    # One string per digest, however many links and listings name it: a store holds each
+    # digest several times over (blob, layer links, marks), 120 bytes a copy.
+    return sys.intern(f"{algorithm}:{hex_part}")
 
 
 def split_digest(digest: str) -> tuple[str, str]:

@@ -10,6 +10,7 @@ short-lived OCI artifact manifest. A manifest that cannot be understood is a
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,4 +151,5 @@ def _descriptor(value: Any, role: str, where: str) -> Descriptor:
     if media_type is not None and not isinstance(media_type, str):
         raise ManifestError(f"{where}.mediaType is not a string")
     urls = value.get("urls")
-    return Descriptor(digest, size, media_type, role, foreign=bool(urls))
+    # Interned: the same layer digest appears in thousands of manifests.
+    return Descriptor(sys.intern(digest), size, media_type, role, foreign=bool(urls))
