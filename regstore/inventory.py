@@ -18,9 +18,10 @@ come with such a listing are kept (``Inventory.blob_stats``, ``Repository.layer_
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from regstore import layout
 from regstore.findings import ERROR, HINT, WARNING, Finding, printable
@@ -314,9 +315,19 @@ def _scan_tags(store: Store, notes: _Notes, repo: Repository, reads: _Pool) -> N
         notes.note(_unreadable(exc, f"the tags of {repo.name}"))
         return
     notes.tick(len(files))
-    current_keys = [f.key for f in files if f.kind == "file" and
-                    f.key[len(top) + 1:].partition("/")[2] == "current/link"]
-    contents = dict(zip(current_keys, reads.map(lambda k: _read_link(store, k), current_keys)))
+    current = [f for f in files if f.kind == "file" and
+               f.key[len(top) + 1:].partition("/")[2] == "current/link"]
+    contents: dict[str, bytes | Exception] = {}
+    history = _tag_histories(files, top)
+    for f in current:
+        # A link written in one piece has the MD5 of its text as ETag: where that is the MD5
+        # of one of the digests the tag's index holds, the link holds that digest, and there
+        # is nothing to download (GitLab's pruner skips links the same way).
+        known = _implied(f, history.get(f.key[len(top) + 1:].partition("/")[0], ()))
+        if known is not None:
+            contents[f.key] = known
+    unknown = [f.key for f in current if f.key not in contents]
+    contents.update(zip(unknown, reads.map(lambda k: _read_link(store, k), unknown)))
     for f in files:
         rel = f.key[len(top) + 1:]
         tag_name, _, rest = rel.partition("/")
@@ -340,6 +351,29 @@ def _scan_tags(store: Store, notes: _Notes, repo: Repository, reads: _Pool) -> N
             notes.note(Finding("invalid-tag-name", WARNING,
                                f"tag directory {printable(tag.name)!r} is not a valid tag name; "
                                "what it points at is kept", repository=repo.name, key=tag.key))
+
+
+def _tag_histories(files: list[FileEntry], top: str) -> dict[str, list[str]]:
+    """Tag name -> the digests its index holds, from a walk of the tags directory."""
+    history: dict[str, list[str]] = {}
+    for f in files:
+        tag_name, _, rest = f.key[len(top) + 1:].partition("/")
+        parts = rest.split("/")
+        if len(parts) == 4 and parts[0] == "index" and parts[3] == "link":
+            digest = layout.digest_from_parts(parts[1], parts[2])
+            if digest:
+                history.setdefault(tag_name, []).append(digest)
+    return history
+
+
+def _implied(link: FileEntry, candidates: Iterable[str]) -> bytes | None:
+    """The content of ``link`` when its MD5 is that of one of ``candidates``, else None."""
+    if link.md5 is None:
+        return None
+    for digest in candidates:
+        if hashlib.md5(digest.encode("ascii"), usedforsecurity=False).hexdigest() == link.md5:
+            return digest.encode("ascii")
+    return None
 
 
 def _read_link(store: Store, key: str) -> bytes | Exception:
@@ -444,8 +478,19 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: _Pool) -> No
                                      key=where))
                     continue
                 prefixes.append((alg.name, prefix.name))
-        for (alg_name, prefix_name), listing in zip(prefixes, pool.map(
-                lambda p: _list_prefix(store, f"{top}/{p[0]}/{p[1]}"), prefixes)):
+        if store.flat_walk:
+            walked: dict[tuple[str, str], list[FileEntry]] = {}
+            for alg_name in dict.fromkeys(a for a, _ in prefixes):
+                names = [p for a, p in prefixes if a == alg_name]
+                for name, files in _walk_prefixes(store, f"{top}/{alg_name}", names,
+                                                  pool).items():
+                    walked[alg_name, name] = files
+            listings: list[Any] = [_grouped(walked[p], f"{top}/{p[0]}/{p[1]}")
+                                   for p in prefixes]
+        else:
+            listings = pool.map(lambda p: _list_prefix(store, f"{top}/{p[0]}/{p[1]}"),
+                                prefixes)
+        for (alg_name, prefix_name), listing in zip(prefixes, listings):
             where = f"{top}/{alg_name}/{prefix_name}"
             if isinstance(listing, StoreError):
                 raise listing
@@ -471,15 +516,61 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: _Pool) -> No
         inv.note(_unreadable(exc, "the blob store"))
 
 
-def _list_prefix(store: Store, where: str) -> tuple[list[DirEntry], dict[str, list[FileEntry]]
-                                                    | None] | StoreError:
-    """The entries of one blob prefix and, from a flat walk, the files below each."""
+def _list_prefix(store: Store, where: str) -> tuple[list[DirEntry], None] | StoreError:
+    """The entries of one blob prefix directory."""
     try:
-        if not store.flat_walk:
-            return store.list_dir(where), None
-        files = list(store.walk(where))
+        return store.list_dir(where), None
     except StoreError as exc:
         return exc
+
+
+#: A blob store with up to this many objects is walked as one flat listing (a request per
+#: 1,000 objects, beside the listing of the repositories); a larger one prefix by prefix, in
+#: parallel.
+SEQUENTIAL_WALK_LIMIT = 20_000
+_WALK_CHECK_EVERY = 1000  # objects: the size of a listing page
+
+
+def _walk_prefixes(store: Store, alg_key: str, names: list[str],
+                   pool: _Pool) -> dict[str, list[FileEntry]]:
+    """(flat_walk stores) The files below each prefix directory ``names`` of ``alg_key``.
+
+    A flat walk of ``alg_key`` costs a request per 1,000 objects, where a walk of each of the
+    256 prefixes costs at least 256 requests: a small store is walked whole. Once the part
+    walked shows the store is large (the objects seen, scaled by the share of prefixes they
+    cover, exceed :data:`SEQUENTIAL_WALK_LIMIT`), the rest is walked prefix by prefix in
+    parallel, starting again at the prefix the flat walk had reached."""
+    files: dict[str, list[FileEntry]] = {name: [] for name in names}
+    position = {name: i for i, name in enumerate(names)}
+    seen = 0
+    stopped_at: str | None = None
+    walk = store.walk(alg_key)
+    try:
+        for f in walk:
+            name, below, _ = f.key[len(alg_key) + 1:].partition("/")
+            if not below or name not in files:
+                continue  # beside the prefixes, or a prefix created since they were listed
+            files[name].append(f)
+            seen += 1
+            if seen % _WALK_CHECK_EVERY == 0 and \
+                    seen * len(names) / (position[name] + 1) > SEQUENTIAL_WALK_LIMIT:
+                stopped_at = name
+                break
+    finally:
+        close = getattr(walk, "close", None)
+        if close is not None:
+            close()
+    if stopped_at is not None:
+        rest = names[position[stopped_at]:]
+        for name, listing in zip(rest, pool.map(
+                lambda n: list(store.walk(f"{alg_key}/{n}")), rest)):
+            files[name] = listing
+    return files
+
+
+def _grouped(files: list[FileEntry], where: str) -> tuple[list[DirEntry],
+                                                          dict[str, list[FileEntry]]]:
+    """The entries of one blob prefix, from a walk of it, and the files below each."""
     below: dict[str, list[FileEntry]] = {}
     for f in files:
         below.setdefault(f.key[len(where) + 1:].partition("/")[0], []).append(f)

@@ -123,6 +123,49 @@ def test_dry_run_agrees_with_the_registry_gc_on_s3(ceph, tmp_path, mixed_s3, unt
         {(r, d) for r, d in links if d in ours_blobs or d not in on_bucket}
 
 
+def test_a_large_blob_store_is_walked_prefix_by_prefix_with_the_same_result(mixed_s3,
+                                                                          monkeypatch):
+    import regstore.inventory as inventory
+    from regstore.config import load_config, s3_settings
+    from regstore.store.s3 import S3Store
+
+    store = S3Store.from_settings(s3_settings(load_config(mixed_s3.config, {})))
+    whole = inventory.take_inventory(store, jobs=8)
+    requests = store.requests
+    # Pretend the store is large: after 5 objects the walk goes on prefix by prefix.
+    monkeypatch.setattr(inventory, "SEQUENTIAL_WALK_LIMIT", 5)
+    monkeypatch.setattr(inventory, "_WALK_CHECK_EVERY", 5)
+    split = inventory.take_inventory(store, jobs=8)
+    assert store.requests - requests > requests + 20  # a walk per prefix
+    assert (split.blobs, split.blob_stats, split.blob_strays, split.findings) == \
+        (whole.blobs, whole.blob_stats, whole.blob_strays, whole.findings)
+    assert len(whole.blobs) == 69
+
+
+def test_tag_links_are_known_from_their_etag_and_read_when_not(ceph, mixed_s3, tmp_path):
+    import regstore.inventory as inventory
+    from regstore.config import load_config, s3_settings
+    from regstore.store.s3 import S3Store
+
+    bucket = ceph.copy_store(mixed_s3.bucket)
+    client = ceph.client()
+    # One current link rewritten by hand, with a newline: its ETag is no digest's MD5 now.
+    edited = f"{V2}repositories/tools/_manifests/tags/stable/current/link"
+    target = client.get_object(Bucket=bucket, Key=edited)["Body"].read()
+    client.put_object(Bucket=bucket, Key=edited, Body=target + b"\n")
+    settings = s3_settings(load_config(ceph.config(tmp_path / "c.yml", bucket), {}))
+    store = S3Store.from_settings(settings)
+    read: list[str] = []
+    store.client.meta.events.register("before-parameter-build.s3.GetObject",
+                                      lambda params, **kw: read.append(params["Key"]))
+    inv = inventory.take_inventory(store, jobs=8)
+    assert [k for k in read if k.endswith("/current/link")] == [edited]
+    tags = {(r, t.name): t.current for r, repo in inv.repositories.items()
+            for t in repo.tags.values()}
+    assert tags == {(t["repo"], t["tag"]): t["digest"] for t in mixed_s3.record["tags"]}
+    assert tags["tools", "stable"] == target.decode()
+
+
 # --- real sweeps --------------------------------------------------------------------------
 
 

@@ -98,18 +98,14 @@ def listing_prefix(request: Any) -> str | None:
     return None
 
 
-def orphan_prefix(store: SimpleNamespace) -> str:
-    return f"{V2}blobs/sha256/{store.orphan[7:9]}/"
-
-
 def test_a_failing_blob_listing_stops_the_sweep_before_any_deletion(ceph, store, tmp_path,
                                                                       monkeypatch):
     bucket = ceph.copy_store(store.bucket)
     before = ceph.keys(bucket)
-    broken = orphan_prefix(store)
+    broken = f"{V2}blobs/sha256/"  # the flat listing of the blob store (a small one)
 
     def fail(request: Any, log: list[str]) -> AWSResponse | None:
-        if listing_prefix(request) == broken:
+        if listing_prefix(request) == broken and "delimiter=" not in request.url:
             log.append(broken)
             return error_response(500, "InternalError")
         return None
@@ -153,7 +149,7 @@ def test_throttling_is_retried_and_changes_nothing(ceph, store, tmp_path, monkey
     log = inject(monkeypatch, throttle, retries=3)
     code, throttled, _ = run(["gc", "--dry-run", "-m", "--min-age", "0", str(config)])
     assert code == 0, throttled["findings"]
-    assert len(log) > 300
+    assert len(log) > 150  # three refusals for each of the run's requests
     assert throttled["items"] == calm["items"] and throttled["summary"] == calm["summary"]
 
 

@@ -43,12 +43,15 @@ class DirEntry:
 @dataclass(frozen=True, slots=True)
 class FileEntry:
     """One file found by :meth:`Store.walk`: its key and, where the backend has them for free,
-    its size and modification time (seconds since the epoch)."""
+    its size, modification time (seconds since the epoch) and the MD5 of its content in hex
+    (an object store's ETag of an object written in one piece: ``md5`` is None where it is
+    not known to be one)."""
 
     key: str
     kind: str  # "file", "symlink", "other"
     size: int | None = None
     mtime: float | None = None
+    md5: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,6 +191,16 @@ def _parse_timestamp(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+_MD5_RE = re.compile(r"[0-9a-f]{32}")
+
+
+def _md5(etag: str | None) -> str | None:
+    """The MD5 an ETag is, or None: a multipart upload's ETag (``<md5>-<parts>``) and an
+    SSE-KMS object's are not the MD5 of the content, and neither looks like a bare one."""
+    value = (etag or "").strip('"').lower()
+    return value if _MD5_RE.fullmatch(value) else None
+
+
 def _server_time(response: dict[str, Any]) -> float | None:
     date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
     if not date:
@@ -366,7 +376,7 @@ class S3Store:
                 if not rel or rel.endswith("/") or "//" in rel:
                     continue  # folder markers; a key with an empty component names no file
                 yield FileEntry(f"{key}/{rel}", "file", int(obj.get("Size", 0)),
-                                self._time(obj["LastModified"]))
+                                self._time(obj["LastModified"]), _md5(obj.get("ETag")))
 
     def stat(self, key: str) -> Stat | None:
         object_key = self.key_of(key)
