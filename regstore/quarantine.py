@@ -32,7 +32,7 @@ from pathlib import Path
 from regstore.errors import RegstoreError
 from regstore.holding import JOURNAL, Held, read_journal, restore_runs, runs_in
 from regstore.store.base import StoreError
-from regstore.store.filesystem import FilesystemStore
+from regstore.store.filesystem import FilesystemStore, fsync_dir
 
 ITEMS = "items"
 
@@ -107,8 +107,8 @@ class Quarantine:
             if exc.errno == errno.EXDEV:
                 raise QuarantineError(self._other_filesystem(store)) from None
             raise StoreError(key, f"cannot move into quarantine: {exc.strerror or exc}") from None
-        _fsync_dir(items)
-        _fsync_dir(source.parent)
+        fsync_dir(items)
+        fsync_dir(source.parent)
         self.moved.append(held)
         return held
 
@@ -122,7 +122,7 @@ class Quarantine:
             name = time.strftime("%Y%m%dT%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:8]
             self.run_dir = self.directory / name
             (self.run_dir / ITEMS).mkdir(parents=True)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         return self.run_dir / ITEMS
 
     def entries(self) -> list[tuple[Path, Held]]:
@@ -140,11 +140,3 @@ class Quarantine:
         byte-identical), then remove the runs; what ``regstore restore DIR`` does. An entry
         whose key holds something again (the image was re-pushed) is discarded instead."""
         return restore_runs(store, runs_in(self.directory))
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

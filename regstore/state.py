@@ -41,6 +41,7 @@ import xxhash
 
 from regstore import layout
 from regstore.lock import STATE_DIR
+from regstore.store.filesystem import fsync_dir
 
 MAGIC = "regstore-verify-state"
 VERSION = 1
@@ -210,12 +211,4 @@ def save_state(path: Path, state: VerifyState) -> None:
         # Not swallowed: the error goes on; only our own temporary file is cleaned up.
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)

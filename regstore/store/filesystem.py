@@ -25,6 +25,15 @@ def _kind(entry: os.DirEntry[str]) -> str:
     return "other"
 
 
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable: fsync the directory itself."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class FilesystemStore:
     """A store under ``<root>/docker/registry/v2``.
 
