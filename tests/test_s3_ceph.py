@@ -95,6 +95,18 @@ def test_verify_on_s3_matches_the_filesystem(tmp_path, mixed_s3):
                for f in on_fs["findings"] if f["kind"] != "stale-upload")
 
 
+def test_du_and_explain_on_s3_match_the_filesystem(tmp_path, mixed_s3):
+    root = copy_fixture("mixed", tmp_path / "fs")
+    base = mixed_s3.record["tags"][0]
+    for argv in (["du"], ["explain", base["digest"]]):
+        code, on_fs, _ = run(argv + ["--root", str(root)])
+        assert code == 0
+        code, on_s3, _ = run(argv + [str(mixed_s3.config)])
+        assert code == 0
+        on_fs.pop("store"), on_s3.pop("store")
+        assert on_s3 == on_fs
+
+
 @pytest.mark.parametrize("untagged", [False, True], ids=["plain", "delete-untagged"])
 def test_dry_run_agrees_with_the_registry_gc_on_s3(ceph, tmp_path, mixed_s3, untagged):
     real = run_real_gc(mixed_s3.config, dry_run=True, delete_untagged=untagged,
