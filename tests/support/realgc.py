@@ -36,7 +36,9 @@ from .registry import REGISTRY_BINARY, registry_binary
 
 _DIGEST = r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
 # A repository name as the registry's reference grammar spells it (components joined by "/").
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
+# The registry's grammar writes the dash separator as [-]*; an empty separator adds nothing
+# to [a-z0-9]+ but makes the pattern backtrack exponentially on long names, so -+ here.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPO = rf"{_COMPONENT}(?:/{_COMPONENT})*"
 
 _REPO_LINE = re.compile(rf"^({_REPO})$")
