@@ -123,6 +123,12 @@ class Holding:
                     f"{self.dir}: move them by hand or run `regstore restore {self.dir.parent}`"
                 ) from None
             return dest
+        # The journal goes first, durably: from then on the sweep is final, and a crash in the
+        # middle of deleting the rest leaves items that are only ever deleted (by recover),
+        # never some of them put back without the others (a tag history entry without its
+        # manifest, which no later plan would name).
+        os.unlink(self.dir / JOURNAL)
+        _fsync_dir(self.dir)
         shutil.rmtree(self.dir)
         _remove_if_empty(self.dir.parent)
         return None
@@ -190,5 +196,19 @@ def runs_in(directory: Path) -> list[Path]:
 
 
 def recover(store: FilesystemStore) -> list[Held]:
-    """Put back what interrupted sweeps left in the holding area (call under the lock)."""
-    return restore_runs(store, runs_in(holding_root(store.root)))
+    """Put back what interrupted sweeps left in the holding area, and delete what is left of
+    finished sweeps whose holding area was being deleted (call under the lock)."""
+    root = holding_root(store.root)
+    restored = restore_runs(store, runs_in(root))
+    if root.is_dir():
+        for leftover in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
+            shutil.rmtree(leftover)  # no journal: final, or never started
+    return restored
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -132,22 +132,16 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
     """
     inv = Inventory()
     tick = progress or (lambda n: None)
-    pool, reads, blob_pool = _Pool(jobs), _Pool(jobs), _Pool(jobs)
-    # The blob store and the repositories are independent: they are listed at the same time,
-    # the blobs into an inventory of their own, merged after the repositories' findings.
-    blobs, blob_ticks = Inventory(), _Notes()
+    pool, reads = _Pool(jobs), _Pool(jobs)
     try:
-        listing = blob_pool.submit(lambda: _scan_blobs(store, blobs, blob_ticks.tick, blob_pool))
+        # Repositories first, blobs after: the registry writes a blob before any link to it,
+        # so every link this listing sees has its blob in the later one, even while pushes
+        # go on (listed the other way round, a manifest pushed in between looks missing).
         _scan_repositories(store, inv, tick, pool, reads)
-        listing.result()
+        _scan_blobs(store, inv, tick, pool)
     finally:
         pool.close()
         reads.close()
-        blob_pool.close()
-    inv.blobs, inv.blob_stats, inv.blob_strays = blobs.blobs, blobs.blob_stats, blobs.blob_strays
-    for finding in blobs.blocking + blobs.findings:
-        inv.note(finding)
-    tick(blob_ticks.ticks)
     return inv
 
 

@@ -149,12 +149,12 @@ class S3StoreLock:
     """The lock of one S3 store (see the module docstring). Use as a context manager."""
 
     def __init__(self, store: S3Store, command: str, exclusive: bool = True, *,
-                 heartbeat: float = HEARTBEAT, stale_after: float = STALE_AFTER) -> None:
+                 heartbeat: float | None = None, stale_after: float | None = None) -> None:
         self.store = store
         self.command = command
         self.exclusive = exclusive
-        self.heartbeat = heartbeat
-        self.stale_after = stale_after
+        self.heartbeat = heartbeat or HEARTBEAT
+        self.stale_after = stale_after or STALE_AFTER
         self.path = f"s3://{store.bucket}/{store.state_prefix}{LOCK_OBJECT}"
         #: set by acquire() when a stale lock was taken over (or, for readers, seen)
         self.stale: str | None = None

@@ -4,8 +4,10 @@ A plan is built from an inventory and a mark; ``--dry-run`` prints it, a real ru
 Applying happens in an order chosen so that a run killed at any instant leaves every live image
 servable and the next run able to finish the job:
 
-1. untagged revisions and their tag index entries (``-m``). Their blobs are still there, so a
-   crash here leaves orphans for the next run, never a live revision without its manifest;
+1. the tag index entries of untagged revisions, then the revisions (``-m``). Their blobs are
+   still there, so a crash here leaves orphans for the next run, never a live revision without
+   its manifest; and never a history entry of a revision already gone, which no later plan
+   would name (on S3, where nothing is held, a crash between the two is not undone);
 2. a fresh look at the repositories: whatever a push linked or referenced since the plan was
    made is kept (concurrent pushes, distribution#3045);
 3. ``_layers`` links of blobs nothing live needs: a crash after this leaves orphan blobs
@@ -45,7 +47,7 @@ MANIFEST = "manifest"
 TAG_INDEX = "tag-index"
 UPLOAD = "upload"
 REPOSITORY = "repository"
-KINDS = (MANIFEST, TAG_INDEX, LAYER_LINK, BLOB, UPLOAD, REPOSITORY)  # the order of removal
+KINDS = (TAG_INDEX, MANIFEST, LAYER_LINK, BLOB, UPLOAD, REPOSITORY)  # the order of removal
 _REPOSITORY_PARTS = ("_manifests", "_layers", "_uploads")
 
 Progress = Callable[[int], None]
@@ -357,7 +359,8 @@ def _rechecks(store: Store, items: list[PlanItem], needed: set[str],
               pool: ThreadPoolExecutor | None) -> list[str | None]:
     """Why each item must not be removed now (None where it still may be), in order."""
     current_tags: dict[str, set[str] | str] = {}
-    repos = sorted({i.repository for i in items if i.kind == MANIFEST and i.repository})
+    repos = sorted({i.repository for i in items if i.kind in (MANIFEST, TAG_INDEX) and
+                    i.repository})
 
     def targets(repo: str) -> set[str] | str:
         try:
@@ -438,7 +441,7 @@ def _settle_and_give_back(result: ApplyResult, candidates: set[str], rescan: Res
 def _recheck(store: Store, item: PlanItem,
              current_tags: dict[str, set[str] | str]) -> str | None:
     """Why ``item`` must not be removed now, or None if it still may be."""
-    if item.kind == MANIFEST:
+    if item.kind in (MANIFEST, TAG_INDEX):
         assert item.repository is not None
         targets = current_tags[item.repository]
         if isinstance(targets, str):

@@ -86,8 +86,11 @@ def test_retagged_manifest_is_not_unlinked(tmp_path):
     store, plan = plan_for(tmp_path, delete_untagged=True, writable=True)
     b.tag("app", "again", v1)  # somebody tags it between plan and sweep
     result = apply_plan(store, plan)
-    assert [(i.kind, why) for i, why in result.skipped][:1] == [(MANIFEST, "a tag points at it now")]
+    assert [(i.kind, why) for i, why in result.skipped][:2] == [
+        (TAG_INDEX, "a tag points at it now"), (MANIFEST, "a tag points at it now")]
     assert b.path(layout.revision_link("app", v1)).exists()
+    assert b.path(layout.tag_index_entry_dir("app", "latest", v1)).exists(), \
+        "its history entries stay with it"
     assert b.path(layout.blob_data(v1)).exists(), "blobs wait when a manifest stayed"
 
 
