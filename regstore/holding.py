@@ -30,7 +30,7 @@ from typing import Iterable, Iterator
 from regstore.errors import RegstoreError
 from regstore.lock import STATE_DIR
 from regstore.store.base import StoreError
-from regstore.store.filesystem import FilesystemStore
+from regstore.store.filesystem import FilesystemStore, fsync_dir
 
 JOURNAL = "journal.jsonl"
 
@@ -128,7 +128,7 @@ class Holding:
         # never some of them put back without the others (a tag history entry without its
         # manifest, which no later plan would name).
         os.unlink(self.dir / JOURNAL)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         shutil.rmtree(self.dir)
         _remove_if_empty(self.dir.parent)
         return None
@@ -205,10 +205,3 @@ def recover(store: FilesystemStore) -> list[Held]:
             shutil.rmtree(leftover)  # no journal: final, or never started
     return restored
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
