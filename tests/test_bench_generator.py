@@ -6,7 +6,6 @@ the generator's own record.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.generate import RECORD_NAME, generate
-from regstore.cli import main
+from tests.support import run_json
 from tests.support.realgc import run_real_gc
 from tests.support.registry import RealRegistry, pull_all, write_config
 
@@ -41,10 +40,6 @@ FEATURES = {"nested-name", "deep-name", "repo-below-repo", "overwritten-tag", "u
             "deleted", "copied-between-repos", "orphan-linked"}
 
 
-def regstore_json(argv: list[str]) -> tuple[int, dict]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv + ["--json"], out=out, err=err)
-    return code, json.loads(out.getvalue())
 
 
 def files_of(root: Path) -> dict[str, bytes]:
@@ -102,7 +97,7 @@ def test_the_registry_serves_and_collects_a_generated_store(tmp_path):
         pull_all(registry.client, [(repo, tag, digest) for repo, tag, digest in record["tagged"]])
     config = write_config(tmp_path / "config.yml", root, readonly=True)
     real = run_real_gc(config, dry_run=True, delete_untagged=False)
-    code, report = regstore_json(["gc", "--dry-run", str(config)])
+    code, report, _ = run_json(["gc", "--dry-run", str(config)])
     assert code == 0, report
     ours = {i["digest"] for i in report["items"] if i["kind"] == "blob"}
     assert ours == real.eligible_blobs

@@ -11,15 +11,13 @@ test computes that difference from the fixture's record, independently of regsto
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 
-from regstore.cli import main
 from tests.builders import age_store
-from tests.support import copy_fixture, fixture_names, fixture_record
+from tests.support import copy_fixture, fixture_names, fixture_record, run_json
 from tests.support.realgc import run_real_gc
 from tests.support.registry import (RealRegistry, assert_blob_gone, assert_manifest_gone,
                                     pull_all, pull_manifest_by_digest, pull_tree, tagged_images,
@@ -30,11 +28,6 @@ pytestmark = pytest.mark.registry
 V2 = Path("docker/registry/v2")
 
 
-def regstore_json(argv: list[str]) -> tuple[int, dict]:
-    import io
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv + ["--json"], out=out, err=err)
-    return code, json.loads(out.getvalue())
 
 
 def kept_by_regstore_only(record: dict) -> tuple[set[tuple[str, str]], set[str]]:
@@ -67,6 +60,24 @@ def kept_by_regstore_only(record: dict) -> tuple[set[tuple[str, str]], set[str]]
     return extra, blobs
 
 
+def assert_agrees_with_registry_gc(report: dict, real, record: dict,
+                                   untagged: bool) -> set[tuple[str, str]]:
+    """regstore's dry-run report against the registry GC's on the same store: equal where the
+    semantics agree, and with -m different by exactly what regstore keeps on purpose (returned)."""
+    ours_blobs = {i["digest"] for i in report["items"] if i["kind"] == "blob"}
+    ours_manifests = {(i["repository"], i["digest"]) for i in report["items"]
+                      if i["kind"] == "manifest"}
+    if not untagged:
+        assert ours_blobs == real.eligible_blobs
+        assert ours_manifests == real.eligible_manifests == set()
+        assert report["summary"]["blobs_marked"] == real.summary.marked
+        return set()
+    extra_manifests, extra_blobs = kept_by_regstore_only(record)
+    assert ours_manifests == real.eligible_manifests - extra_manifests
+    assert ours_blobs == real.eligible_blobs - extra_blobs
+    return extra_manifests
+
+
 def layer_links(root: Path) -> set[tuple[str, str]]:
     """Every (repo, digest) _layers link on disk, found by walking the tree directly."""
     found = set()
@@ -93,23 +104,14 @@ def test_dry_run_agrees_with_the_registry_gc(tmp_path, name, untagged):
     age_store(root)
     config = write_config(tmp_path / "config.yml", root)
     real = run_real_gc(config, dry_run=True, delete_untagged=untagged)
-    code, report = regstore_json(["gc", "--dry-run", str(config)] + (["-m"] if untagged else []))
+    code, report, _ = run_json(["gc", "--dry-run", str(config)] + (["-m"] if untagged else []))
     assert code == 0, report["findings"]
+    extra_manifests = assert_agrees_with_registry_gc(report, real, fixture_record(name), untagged)
+    if untagged and name == "mixed":
+        assert extra_manifests, "the fixture must exercise the documented differences"
     ours_blobs = {i["digest"] for i in report["items"] if i["kind"] == "blob"}
-    ours_manifests = {(i["repository"], i["digest"]) for i in report["items"]
-                      if i["kind"] == "manifest"}
     ours_links = {(i["repository"], i["digest"]) for i in report["items"]
                   if i["kind"] == "layer-link"}
-    if not untagged:
-        assert ours_blobs == real.eligible_blobs
-        assert ours_manifests == real.eligible_manifests == set()
-        assert report["summary"]["blobs_marked"] == real.summary.marked
-    else:
-        extra_manifests, extra_blobs = kept_by_regstore_only(fixture_record(name))
-        assert ours_manifests == real.eligible_manifests - extra_manifests
-        assert ours_blobs == real.eligible_blobs - extra_blobs
-        if name == "mixed":
-            assert extra_manifests, "the fixture must exercise the documented differences"
     on_disk = blobs_on_disk(root)
     assert ours_links == {(r, d) for r, d in layer_links(root)
                           if d in ours_blobs or d not in on_disk}
@@ -123,7 +125,7 @@ def test_every_live_image_pulls_after_a_real_sweep(tmp_path, name, untagged):
     record = fixture_record(name)
     config = write_config(tmp_path / "config.yml", root, readonly=True,
                           extra=record.get("extra_config"))
-    code, report = regstore_json(["gc", str(config)] + (["-m"] if untagged else []))
+    code, report, _ = run_json(["gc", str(config)] + (["-m"] if untagged else []))
     assert code == 0, report
     assert report["summary"]["failed"] == 0 and report["summary"]["skipped"] == 0
     removed = report["items"]
@@ -145,7 +147,7 @@ def test_every_live_image_pulls_after_a_real_sweep(tmp_path, name, untagged):
     for item in removed:
         assert not (root / V2 / item["path"]).exists(), item
     # A second run finds nothing left to do, and the registry's own GC agrees.
-    code, again = regstore_json(["gc", "--dry-run", str(config)] + (["-m"] if untagged else []))
+    code, again, _ = run_json(["gc", "--dry-run", str(config)] + (["-m"] if untagged else []))
     assert code == 0 and again["items"] == []
     assert run_real_gc(config, dry_run=True, delete_untagged=False).eligible_blobs == set()
 
@@ -154,7 +156,7 @@ def test_a_real_sweep_refuses_a_registry_that_is_not_read_only(tmp_path):
     root = copy_fixture("small", tmp_path / "store")
     config = write_config(tmp_path / "config.yml", root, readonly=False)
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
-    code, report = regstore_json(["gc", str(config)])
+    code, report, _ = run_json(["gc", str(config)])
     assert code == report["exit_code"] == 4
     assert "read-only" in report["error"] and "--force" in report["error"]
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
@@ -170,7 +172,7 @@ def test_repository_without_tags_directory(tmp_path):
     config = write_config(tmp_path / "config.yml", root)
     real = run_real_gc(config, dry_run=True, delete_untagged=True, check=False)
     assert not real.ok
-    code, report = regstore_json(["gc", "--dry-run", "-m", str(config)])
+    code, report, _ = run_json(["gc", "--dry-run", "-m", str(config)])
     assert code == 0
     revisions = {f"sha256:{h}" for h in
                  os.listdir(root / V2 / "repositories/tools/_manifests/revisions/sha256")}

@@ -9,8 +9,6 @@ named, and the bucket byte for byte as it was.
 
 from __future__ import annotations
 
-import io
-import json
 import threading
 import time
 import urllib.parse
@@ -23,11 +21,11 @@ from botocore.awsrequest import AWSResponse
 from botocore.retries.standard import ExponentialBackoff
 
 import regstore.store.s3 as s3_module
-from regstore.cli import main
 from regstore.errors import Locked
 from regstore.lock import S3StoreLock
 from regstore.store.base import StoreError
 from regstore.store.s3 import S3Store
+from tests.support import run_json
 from tests.support.ceph import Ceph
 
 pytestmark = [pytest.mark.ceph, pytest.mark.registry]
@@ -35,10 +33,6 @@ pytestmark = [pytest.mark.ceph, pytest.mark.registry]
 V2 = "store/docker/registry/v2/"
 
 
-def run(argv: list[str]) -> tuple[int, dict[str, Any], str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv + ["--json"], out=out, err=err)
-    return code, json.loads(out.getvalue()), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +107,7 @@ def test_a_failing_blob_listing_stops_the_sweep_before_any_deletion(ceph, store,
     monkeypatch.setattr(s3_module, "OUTER_BACKOFF", 0.01)
     log = inject(monkeypatch, fail)
     time.sleep(1.1)
-    code, report, err = run(["gc", "--min-age", "1s", str(config_for(ceph, bucket,
+    code, report, err = run_json(["gc", "--min-age", "1s", str(config_for(ceph, bucket,
                                                                       tmp_path / "c.yml"))])
     assert code == 6, (report, err)
     assert len(log) == 4 * s3_module.OUTER_ATTEMPTS, "retried before giving up"
@@ -126,7 +120,7 @@ def test_a_failing_blob_listing_stops_the_sweep_before_any_deletion(ceph, store,
 
 def test_throttling_is_retried_and_changes_nothing(ceph, store, tmp_path, monkeypatch):
     config = config_for(ceph, store.bucket, tmp_path / "c.yml")
-    code, calm, _ = run(["gc", "--dry-run", "-m", "--min-age", "0", str(config)])
+    code, calm, _ = run_json(["gc", "--dry-run", "-m", "--min-age", "0", str(config)])
     assert code == 0
     # botocore's backoff for throttling starts at up to 1 s; a hundredth keeps the test short.
     monkeypatch.setitem(ExponentialBackoff._DEFAULT_BACKOFF_CONFIG, "throttling_base_scale",
@@ -147,7 +141,7 @@ def test_throttling_is_retried_and_changes_nothing(ceph, store, tmp_path, monkey
         return None
 
     log = inject(monkeypatch, throttle, retries=3)
-    code, throttled, _ = run(["gc", "--dry-run", "-m", "--min-age", "0", str(config)])
+    code, throttled, _ = run_json(["gc", "--dry-run", "-m", "--min-age", "0", str(config)])
     assert code == 0, throttled["findings"]
     assert len(log) > 150  # three refusals for each of the run's requests
     assert throttled["items"] == calm["items"] and throttled["summary"] == calm["summary"]
@@ -172,7 +166,7 @@ def test_throttling_that_never_ends_mid_mark_sweeps_nothing(ceph, store, tmp_pat
     monkeypatch.setattr(s3_module, "OUTER_BACKOFF", 0.01)
     log = inject(monkeypatch, throttle_manifests)
     time.sleep(1.1)
-    code, report, err = run(["gc", "--min-age", "1s", str(config_for(ceph, bucket,
+    code, report, err = run_json(["gc", "--min-age", "1s", str(config_for(ceph, bucket,
                                                                       tmp_path / "c.yml"))])
     assert code == 6, (report, err)
     assert log
@@ -193,7 +187,7 @@ def test_a_truncated_listing_is_an_incomplete_mark(ceph, store, tmp_path, monkey
 
     log = inject(monkeypatch, after_list=truncate)
     time.sleep(1.1)
-    code, report, err = run(["gc", "-m", "--min-age", "1s",
+    code, report, err = run_json(["gc", "-m", "--min-age", "1s",
                              str(config_for(ceph, bucket, tmp_path / "c.yml"))])
     assert code == 6, (report, err)
     assert log
@@ -258,13 +252,14 @@ def test_of_runs_racing_for_the_s3_lock_exactly_one_wins(ceph, store):
 def test_a_dry_run_refuses_while_a_sweep_holds_the_s3_lock(ceph, store, tmp_path):
     s3 = S3Store(ceph.client(), store.bucket, "/store", writable=True)
     with S3StoreLock(s3, "regstore gc -m", heartbeat=60):
-        code, report, _ = run(["gc", "--dry-run", str(config_for(ceph, store.bucket,
+        code, report, _ = run_json(["gc", "--dry-run", str(config_for(ceph, store.bucket,
                                                                  tmp_path / "c.yml"))])
         assert code == 5
         assert "'regstore gc -m'" in report["error"] and "renewed" in report["error"]
         with pytest.raises(Locked):
             S3StoreLock(S3Store(ceph.client(), store.bucket, "/store"), "regstore gc").acquire()
-    code, _, _ = run(["gc", "--dry-run", str(config_for(ceph, store.bucket, tmp_path / "c.yml"))])
+    config = config_for(ceph, store.bucket, tmp_path / "c.yml")
+    code, _, _ = run_json(["gc", "--dry-run", str(config)])
     assert code == 0
 
 

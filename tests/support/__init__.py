@@ -7,6 +7,7 @@ into a temporary directory first.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -36,3 +37,12 @@ def copy_fixture(name: str, dest: Path) -> Path:
     for relative in fixture_record(name).get("empty_dirs", []):
         (dest / relative).mkdir(parents=True, exist_ok=True)
     return dest
+
+
+def run_json(argv: list[str]) -> tuple[int, dict[str, Any], str]:
+    """Run regstore in-process with ``--json``: its exit code, JSON report and stderr."""
+    from regstore.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(argv + ["--json"], out=out, err=err)
+    return code, json.loads(out.getvalue()), err.getvalue()
