@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 import regstore.lock as lock
-from tests.support import s3crash
+from tests.support import run_json, s3crash
 from tests.support.ceph import Ceph
 from tests.support.registry import pull_all, pull_manifest_by_digest, pull_tree, tagged_images
 from tests.test_gc_realregistry import kept_by_regstore_only
-from tests.test_s3_ceph import mixed_s3, run  # noqa: F401  (the session fixture)
+from tests.test_s3_ceph import mixed_s3  # noqa: F401  (the session fixture)
 
 pytestmark = [pytest.mark.ceph, pytest.mark.registry]
 
@@ -61,7 +61,7 @@ def test_sigkill_before_any_deletion_request_loses_nothing(ceph: Ceph, mixed_s3,
         assert killed.returncode == -signal.SIGKILL, (k, killed.stderr)
         assert ceph.keys(bucket, "store/.regstore/"), "a killed run leaves its lock"
         time.sleep(s3crash.STALE_AFTER + 1.5)  # ... which goes stale (times in whole seconds)
-        code, report, _ = run(["verify", "--no-state", str(config)])
+        code, report, _ = run_json(["verify", "--no-state", str(config)])
         assert report["summary"]["errors"] == 0, (k, report["findings"])
         with ceph.registry(bucket, workdir=tmp_path / f"reg-{k}", readonly=True,
                            extra=extra_config) as registry:
