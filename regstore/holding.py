@@ -25,7 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, TextIO
 
 from regstore.errors import RegstoreError
 from regstore.lock import STATE_DIR
@@ -65,8 +65,8 @@ class Holding:
 
     def __init__(self, store: FilesystemStore, run_id: str | None = None) -> None:
         self.store = store
-        self.dir = holding_root(store.root) / (run_id or
-                                               time.strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:8])
+        run_id = run_id or time.strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:8]
+        self.dir = holding_root(store.root) / run_id
         self.items_dir = self.dir / "items"
         self.items_dir.mkdir(parents=True)
         self.journal = open(self.dir / JOURNAL, "a", encoding="utf-8")
@@ -84,13 +84,8 @@ class Holding:
         if path is None:
             return  # already gone: the goal holds
         entry = Held(len(self.held), kind, key, digest, repository, size, reason, time.time())
-        # The journal line is durable before the rename: a crash in between leaves a line
-        # whose item is still in place, which recovery skips; never an item without a line.
-        self.journal.write(json.dumps(entry.__dict__) + "\n")
-        self.journal.flush()
-        os.fsync(self.journal.fileno())
         try:
-            os.rename(path, self.items_dir / str(entry.n))
+            journal_then_rename(self.journal, entry.__dict__, path, self.items_dir / str(entry.n))
         except OSError as exc:
             if exc.errno == errno.EXDEV:
                 self.direct = True
@@ -132,6 +127,20 @@ class Holding:
         shutil.rmtree(self.dir)
         _remove_if_empty(self.dir.parent)
         return None
+
+
+def journal_then_rename(journal: TextIO, record: dict[str, object], source: Path,
+                        dest: Path) -> None:
+    """Append ``record`` to ``journal`` durably, then rename ``source`` to ``dest``.
+
+    The line is on disk before the rename: a crash in between leaves a line whose item is
+    still in place, which restoring skips; never an item nobody knows the origin of. Raises
+    OSError from the rename, for the caller to name.
+    """
+    journal.write(json.dumps(record, sort_keys=True) + "\n")
+    journal.flush()
+    os.fsync(journal.fileno())
+    os.rename(source, dest)
 
 
 def _put_back(store: FilesystemStore, held_path: Path, h: Held) -> bool:

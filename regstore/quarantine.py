@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import json
 import os
 import time
 import uuid
 from pathlib import Path
 
 from regstore.errors import RegstoreError
-from regstore.holding import JOURNAL, Held, read_journal, restore_runs, runs_in
+from regstore.holding import (JOURNAL, Held, journal_then_rename, read_journal, restore_runs,
+                              runs_in)
 from regstore.store.base import StoreError
 from regstore.store.filesystem import FilesystemStore, fsync_dir
 
@@ -92,16 +92,11 @@ class Quarantine:
             raise StoreError(key, "is not there; nothing to move into quarantine")
         items = self._items_dir()
         held = Held(len(self.moved), kind, key, digest, repository, size, reason, time.time())
-        line = json.dumps({**dataclasses.asdict(held), "command": command}, sort_keys=True)
         assert self.run_dir is not None
-        fd = os.open(self.run_dir / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, (line + "\n").encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.rename(source, items / str(held.n))
+            with open(self.run_dir / JOURNAL, "a", encoding="utf-8") as journal:
+                journal_then_rename(journal, {**dataclasses.asdict(held), "command": command},
+                                    source, items / str(held.n))
         except OSError as exc:
             # The journal line stays; its item is still in the store, so restore skips it.
             if exc.errno == errno.EXDEV:
