@@ -1,6 +1,9 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from regstore import layout
+from regstore.store.base import StoreError, check_key
 
 HEX = "a" * 64
 
@@ -49,3 +52,26 @@ def test_link_content(content, expected):
 def test_bad_link_content(content):
     with pytest.raises(layout.InvalidName):
         layout.parse_link(content)
+
+
+NAME = st.text(alphabet="0123456789abcdefA/.\n", min_size=0, max_size=130) | \
+    st.sampled_from([HEX, "b" * 64, "0" * 96, "1" * 128, HEX + "/" + HEX, HEX + "\n"])
+
+
+@given(st.sampled_from(["sha256", "sha384", "sha512", "md5", ""]), st.lists(NAME, max_size=8))
+def test_a_listing_is_named_as_each_of_its_names_would_be(algorithm, names):
+    # One pattern over the whole listing must agree with the per-name check, name for name.
+    expected = [layout.digest_from_parts(algorithm, n) for n in names]
+    assert layout.digests_from_names(algorithm, names) == expected
+
+
+@pytest.mark.parametrize("key", ["", "/a", "a/", "a//b", "a/./b", "a/../b", ".", "..", "a/..",
+                                 "./a"])
+def test_keys_with_empty_dot_or_dotdot_components_are_refused(key):
+    with pytest.raises(StoreError):
+        check_key(key)
+
+
+@pytest.mark.parametrize("key", ["a/b/c", "a/.b/c", "a/..b", "...", "a/b.", "a/..\n"])
+def test_plain_keys_pass(key):
+    check_key(key)

@@ -7,8 +7,9 @@ and the algorithms never know which backend they run on.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Protocol, Sequence
+from typing import BinaryIO, Iterator, NamedTuple, Protocol, Sequence
 
 
 class StoreError(Exception):
@@ -24,17 +25,20 @@ class ReadOnlyStore(StoreError):
     """A removal was attempted on a store opened for reading only (a dry run, or verify)."""
 
 
+# A component that is empty (a leading, trailing or doubled "/", or no key at all), "." or "..".
+_BAD_KEY_RE = re.compile(r"(?:\A|/)\.{0,2}(?:/|\Z)")
+
+
 def check_key(key: str) -> None:
     """Raise :class:`StoreError` unless ``key`` is a plain relative key: no leading ``/``, no
     empty, ``.`` or ``..`` component. Every backend checks every key with it."""
-    parts = key.split("/")
-    if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    if _BAD_KEY_RE.search(key):
         raise StoreError(key, "refusing a key that is not a plain relative path")
 
 
-@dataclass(frozen=True, slots=True)
-class DirEntry:
-    """One child of a listed directory. ``kind`` is "dir", "file", "symlink" or "other"."""
+class DirEntry(NamedTuple):
+    """One child of a listed directory. ``kind`` is "dir", "file", "symlink" or "other".
+    (A named tuple: a listing of a large store makes hundreds of thousands of them.)"""
 
     name: str
     kind: str

@@ -16,12 +16,12 @@ from regstore.store.base import DirEntry, FileEntry, ReadOnlyStore, Stat, StoreE
 def _kind(entry: os.DirEntry[str]) -> str:
     # d_type answers these without a stat call on Linux; follow_symlinks=False keeps a
     # symlink a symlink, so nothing below the root is ever followed.
-    if entry.is_symlink():
-        return "symlink"
     if entry.is_dir(follow_symlinks=False):
         return "dir"
     if entry.is_file(follow_symlinks=False):
         return "file"
+    if entry.is_symlink():
+        return "symlink"
     return "other"
 
 
