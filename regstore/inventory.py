@@ -7,7 +7,8 @@ know what is live (an unreadable subtree, a repository directory it cannot name)
 ``blocking``: a mark built on such an inventory is incomplete and no sweep may follow.
 
 Listing runs in ``jobs`` threads over independent parts of the tree: the directories of the
-repositories tree level by level, then each repository, and each ``blobs/<alg>/<xx>`` prefix.
+repositories tree level by level, then each repository, and each ``blobs/<alg>/<xx>`` prefix
+(once the store makes it wait: :mod:`regstore.pool`).
 The answer is the same as a sequential pass, finding for finding and in the same order: the
 listings are made in parallel, the results are taken in the order a sequential pass takes them.
 Where the store walks a directory as cheaply as it lists it (``Store.flat_walk``: an object
@@ -19,16 +20,14 @@ come with such a listing are kept (``Inventory.blob_stats``, ``Repository.layer_
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable
 
 from regstore import layout
 from regstore.findings import ERROR, HINT, WARNING, Finding, printable
+from regstore.pool import IOPool
 from regstore.store.base import DirEntry, FileEntry, Stat, Store, StoreError
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
 
 Progress = Callable[[int], None]
 
@@ -98,32 +97,6 @@ class _Notes:
         tick(self.ticks)
 
 
-class _Pool:
-    """Ordered parallel maps for the listing; runs inline with one job."""
-
-    def __init__(self, jobs: int) -> None:
-        self.jobs = max(1, jobs)
-        self.executor = ThreadPoolExecutor(max_workers=self.jobs) if self.jobs > 1 else None
-
-    def map(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
-        items = list(items)
-        if self.executor is None or len(items) < 2:
-            return [fn(i) for i in items]
-        return list(self.executor.map(fn, items))
-
-    def submit(self, fn: Callable[[], _R]) -> "Future[_R]":
-        future: Future[_R]
-        if self.executor is None:
-            future = Future()
-            future.set_result(fn())
-            return future
-        return self.executor.submit(fn)
-
-    def close(self) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=True, cancel_futures=True)
-
-
 def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1) -> Inventory:
     """List every repository and blob of ``store`` into an :class:`Inventory`, in ``jobs``
     threads (the result does not depend on their number).
@@ -132,7 +105,7 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
     """
     inv = Inventory()
     tick = progress or (lambda n: None)
-    pool, reads = _Pool(jobs), _Pool(jobs)
+    pool, reads = IOPool(jobs), IOPool(jobs)
     try:
         # Repositories first, blobs after: the registry writes a blob before any link to it,
         # so every link this listing sees has its blob in the later one, even while pushes
@@ -148,7 +121,7 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
 def scan_repositories(store: Store, jobs: int = 1) -> Inventory:
     """The repositories part of an inventory only (no blob listing), for re-checks."""
     inv = Inventory()
-    pool, reads = _Pool(jobs), _Pool(jobs)
+    pool, reads = IOPool(jobs), IOPool(jobs)
     try:
         _scan_repositories(store, inv, lambda n: None, pool, reads)
     finally:
@@ -164,7 +137,7 @@ def _unreadable(exc: StoreError, what: str) -> Finding:
                    key=exc.key)
 
 
-def _list_repository_tree(store: Store, pool: _Pool) -> dict[str, list[DirEntry] | StoreError]:
+def _list_repository_tree(store: Store, pool: IOPool) -> dict[str, list[DirEntry] | StoreError]:
     """Every directory of the repositories tree a sequential pass lists, listed level by level
     in parallel: what it descends into does not depend on what it finds."""
     listed: dict[str, list[DirEntry] | StoreError] = {}
@@ -189,8 +162,8 @@ def _list_repository_tree(store: Store, pool: _Pool) -> dict[str, list[DirEntry]
     return listed
 
 
-def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: _Pool,
-                       reads: _Pool) -> None:
+def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPool,
+                       reads: IOPool) -> None:
     listed = _list_repository_tree(store, pool)
     # The pass itself is the sequential one, on the listings made above; each repository
     # found is scanned in the pool, and its findings are replayed where the pass found it.
@@ -248,7 +221,7 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: _Pool
 
 
 def _scan_repository(store: Store, repo: Repository, kinds: dict[str, str],
-                     reads: _Pool) -> _Notes:
+                     reads: IOPool) -> _Notes:
     notes = _Notes()
     base = layout.repository_dir(repo.name)
     if kinds.get("_manifests") == "dir":
@@ -266,6 +239,9 @@ def _scan_repository(store: Store, repo: Repository, kinds: dict[str, str],
 
 
 def _scan_revisions(store: Store, notes: _Notes, repo: Repository) -> None:
+    if not store.flat_walk:
+        _list_revisions(store, notes, repo)
+        return
     top = layout.revisions_dir(repo.name)
     try:
         files = list(store.walk(top))
@@ -299,7 +275,73 @@ def _scan_revisions(store: Store, notes: _Notes, repo: Repository) -> None:
     # nothing is inferred from it.
 
 
-def _scan_tags(store: Store, notes: _Notes, repo: Repository, reads: _Pool) -> None:
+def _symlink_among(notes: _Notes, repo: Repository, what: str, key: str) -> None:
+    notes.note(Finding("symlink", ERROR,
+                       f"symlink among {what} is not followed; nothing will be swept until it "
+                       "is replaced by the real file or directory", repository=repo.name, key=key))
+
+
+def _stray(notes: _Notes, repo: Repository, what: str, key: str) -> None:
+    notes.note(Finding("stray-entry", HINT, f"unexpected entry among {what} ignored",
+                       repository=repo.name, key=key))
+
+
+def _list_revisions(store: Store, notes: _Notes, repo: Repository) -> None:
+    """The revisions of ``repo`` from directory listings (stores where a walk costs a listing
+    per directory anyway): ``<alg>/<hex>`` directories named by a digest, each listed for its
+    ``link`` (and the ``signatures`` of stores written by registry 2.0-2.4). What is not a
+    revision directory is named as one entry, not walked into: the registry never looks there.
+    """
+    top = layout.revisions_dir(repo.name)
+    try:
+        for alg in store.list_dir(top):
+            where = f"{top}/{alg.name}"
+            if alg.kind != "dir":
+                (_symlink_among if alg.kind == "symlink" else _stray)(notes, repo, "revisions",
+                                                                      where)
+                continue
+            entries = store.list_dir(where)
+            notes.tick(len(entries))
+            names = [e.name for e in entries]
+            for entry, digest in zip(entries, layout.digests_from_names(alg.name, names)):
+                key = f"{where}/{entry.name}"
+                if entry.kind == "symlink":
+                    _symlink_among(notes, repo, "revisions", key)
+                elif digest is None or entry.kind != "dir":
+                    _stray(notes, repo, "revisions", key)
+                else:
+                    _list_revision(store, notes, repo, digest, key)
+    except StoreError as exc:
+        notes.note(_unreadable(exc, f"the revisions of {repo.name}"))
+
+
+def _list_revision(store: Store, notes: _Notes, repo: Repository, digest: str,
+                   key: str) -> None:
+    for entry in store.list_dir(key):
+        inside = f"{key}/{entry.name}"
+        if entry.name == "link" and entry.kind == "file":
+            repo.revisions.add(digest)
+        elif entry.name == "signatures" and entry.kind == "dir":
+            for f in store.walk(inside):
+                parts = f.key[len(inside) + 1:].split("/")
+                signature = layout.digest_from_parts(parts[0], parts[1]) \
+                    if len(parts) == 3 and parts[2] == "link" and f.kind == "file" else None
+                if signature:
+                    repo.signatures.setdefault(digest, set()).add(signature)
+                elif f.kind == "symlink":
+                    _symlink_among(notes, repo, "revisions", f.key)
+                else:
+                    _stray(notes, repo, "revisions", f.key)
+        elif entry.kind == "symlink":
+            _symlink_among(notes, repo, "revisions", inside)
+        else:
+            _stray(notes, repo, "revisions", inside)
+
+
+def _scan_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool) -> None:
+    if not store.flat_walk:
+        _list_tags(store, notes, repo, reads)
+        return
     top = layout.tags_dir(repo.name)
     try:
         files = list(store.walk(top))
@@ -345,6 +387,66 @@ def _scan_tags(store: Store, notes: _Notes, repo: Repository, reads: _Pool) -> N
             notes.note(Finding("invalid-tag-name", WARNING,
                                f"tag directory {printable(tag.name)!r} is not a valid tag name; "
                                "what it points at is kept", repository=repo.name, key=tag.key))
+
+
+def _list_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool) -> None:
+    """The tags of ``repo`` from directory listings: each tag directory, its ``current/link``
+    (read) and the names of its ``index/<alg>/<hex>`` entries (not read: gc needs only which
+    digests a tag held, and verify reads every index link itself).
+
+    Every directory under ``tags`` is a tag, as the registry's tag list says, even one with
+    no ``current`` link (verify reports it: pulls of it fail)."""
+    top = layout.tags_dir(repo.name)
+    links: list[tuple[Tag, str]] = []
+    try:
+        entries = store.list_dir(top)
+        repo.has_tags_dir = bool(entries) or bool(store.stat(top))
+        notes.tick(len(entries))
+        for entry in entries:
+            key = f"{top}/{entry.name}"
+            tag = repo.tags[entry.name] = Tag(entry.name, key,
+                                              valid_name=layout.is_tag(entry.name))
+            if entry.kind == "symlink":
+                # The registry follows it and serves what it points at: unknown to regstore.
+                _symlink_among(notes, repo, "tags", key)
+            elif entry.kind != "dir":
+                _stray(notes, repo, "tags", key)
+            else:
+                for part in store.list_dir(key):
+                    inside = f"{key}/{part.name}"
+                    if part.name == "current" and part.kind == "dir":
+                        links.append((tag, f"{inside}/link"))
+                    elif part.name == "index" and part.kind == "dir":
+                        _list_tag_index(store, notes, repo, tag, inside)
+                    elif part.kind == "symlink":
+                        _symlink_among(notes, repo, "tags", inside)
+                    else:
+                        _stray(notes, repo, "tags", inside)
+    except StoreError as exc:
+        notes.note(_unreadable(exc, f"the tags of {repo.name}"))
+        return
+    contents = reads.map(lambda link: _read_link(store, link[1]), links)
+    for (tag, key), content in zip(links, contents):
+        tag.current = _current(content, notes, repo, tag, key)
+    for tag in repo.tags.values():
+        if not tag.valid_name:
+            notes.note(Finding("invalid-tag-name", WARNING,
+                               f"tag directory {printable(tag.name)!r} is not a valid tag name; "
+                               "what it points at is kept", repository=repo.name, key=tag.key))
+
+
+def _list_tag_index(store: Store, notes: _Notes, repo: Repository, tag: Tag, top: str) -> None:
+    for alg in store.list_dir(top):
+        where = f"{top}/{alg.name}"
+        entries = store.list_dir(where) if alg.kind == "dir" else []
+        if alg.kind != "dir":
+            _stray(notes, repo, "tags", where)
+        names = [e.name for e in entries]
+        for entry, digest in zip(entries, layout.digests_from_names(alg.name, names)):
+            if digest is not None and entry.kind == "dir":
+                tag.index.add(digest)
+            else:
+                _stray(notes, repo, "tags", f"{where}/{entry.name}")
 
 
 def _tag_histories(files: list[FileEntry], top: str) -> dict[str, list[str]]:
@@ -437,8 +539,8 @@ def _scan_layers(store: Store, notes: _Notes, repo: Repository) -> None:
         for alg in algorithms:
             entries = inside(alg.name) if alg.kind == "dir" else []
             notes.tick(len(entries))
-            for entry in entries:
-                digest = layout.digest_from_parts(alg.name, entry.name)
+            names = [e.name for e in entries]
+            for entry, digest in zip(entries, layout.digests_from_names(alg.name, names)):
                 if digest and entry.kind == "dir":
                     repo.layers.add(digest)
                 else:
@@ -453,7 +555,7 @@ def _scan_layers(store: Store, notes: _Notes, repo: Repository) -> None:
         notes.note(_unreadable(exc, f"the layer links of {repo.name}"))
 
 
-def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: _Pool) -> None:
+def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> None:
     top = layout.BLOBS
     if store.flat_walk:
         inv.blob_stats = {}
@@ -490,8 +592,8 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: _Pool) -> No
                 raise listing
             entries, files = listing
             tick(len(entries))
-            for entry in entries:
-                digest = layout.digest_from_parts(alg_name, entry.name)
+            names = [e.name for e in entries]
+            for entry, digest in zip(entries, layout.digests_from_names(alg_name, names)):
                 if digest and entry.kind == "dir" and entry.name[:2] == prefix_name:
                     inv.blobs.add(digest)
                     if files is not None:
@@ -526,7 +628,7 @@ _WALK_CHECK_EVERY = 1000  # objects: the size of a listing page
 
 
 def _walk_prefixes(store: Store, alg_key: str, names: list[str],
-                   pool: _Pool) -> dict[str, list[FileEntry]]:
+                   pool: IOPool) -> dict[str, list[FileEntry]]:
     """(flat_walk stores) The files below each prefix directory ``names`` of ``alg_key``.
 
     A flat walk of ``alg_key`` costs a request per 1,000 objects, where a walk of each of the

@@ -101,6 +101,11 @@ CASES: dict[str, tuple[Callable[[Case], None], int, str]] = {
         c.b.path(layout.blob_dir(fake(2))).mkdir(parents=True),
         os.symlink(c.outside / "secret", c.b.path(layout.blob_data(fake(2))))), 6,
         "symlink"),
+    "symlink-tag-outside": (lambda c: os.symlink(
+        c.outside, c.b.path(layout.tags_dir("app")) / "evil"), 6, "symlink"),
+    "symlink-tag-current": (lambda c: (c.b.path(layout.tag_dir("app", "v9")).mkdir(),
+                                       os.symlink(c.outside, c.b.path(layout.tag_dir("app", "v9"))
+                                                  / "current")), 6, "symlink"),
     # shapes
     "file-where-dir-expected": (lambda c: c.write("repositories/app/_layers", b"x") if
                                 not c.b.path("repositories/app/_layers").exists() else

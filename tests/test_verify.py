@@ -289,6 +289,13 @@ def test_tag_without_current(app, tmp_path):
     assert problems(check(tmp_path)) == [("dangling-tag", ERROR, None, ("app:v1",))]
 
 
+def test_an_empty_tag_directory_is_a_tag_that_cannot_be_pulled(app, tmp_path):
+    # The registry lists it among the repository's tags; a pull of it says "manifest unknown".
+    b, *_ = app
+    b.path(layout.tag_dir("app", "v1")).parent.joinpath("empty").mkdir()
+    assert problems(check(tmp_path)) == [("dangling-tag", ERROR, None, ("app:empty",))]
+
+
 def test_current_not_in_the_tag_index(app, tmp_path):
     b, v1, *_ = app
     shutil.rmtree(b.path(layout.tag_index_dir("app", "v1")))
