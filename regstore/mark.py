@@ -15,7 +15,6 @@ the caller must not sweep.
 from __future__ import annotations
 
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -23,6 +22,7 @@ from regstore import layout
 from regstore.findings import ERROR, WARNING, Finding
 from regstore.inventory import Inventory, Repository
 from regstore.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, parse_manifest
+from regstore.pool import IOPool
 from regstore.store.base import Store, StoreError
 
 Progress = Callable[[int], None]
@@ -78,14 +78,12 @@ class ManifestCache:
         def load(part: list[str]) -> list[Manifest | Unusable]:
             return [self._load(d) for d in part]
 
-        if self.jobs <= 1 or len(slices) < 2:
-            results: Iterable[list[Manifest | Unusable]] = map(load, slices)
-            for part, loaded in zip(slices, results):
+        pool = IOPool(self.jobs if len(slices) > 1 else 1)
+        try:
+            for part, loaded in zip(slices, pool.imap(load, slices)):
                 self._keep(part, loaded, progress)
-            return
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            for part, loaded in zip(slices, pool.map(load, slices)):
-                self._keep(part, loaded, progress)
+        finally:
+            pool.close()
 
     def _keep(self, part: list[str], loaded: list[Manifest | Unusable],
               progress: Progress | None) -> None:
