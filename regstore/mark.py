@@ -136,11 +136,14 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
 
 def _young_revisions(store: Store, repo: Repository, since: float) -> set[str]:
     young = set()
-    for digest in repo.revisions:
+    # Only an untagged revision can be young and otherwise dead: a tag keeps the rest.
+    tagged = {t.current for t in repo.tags.values()}
+    untagged = [d for d in repo.revisions if d not in tagged]
+    for digest, link in zip(untagged, layout.revision_links(repo.name, untagged)):
         mtime = repo.revision_mtimes.get(digest)  # from the listing, where it gave them
         if mtime is None:
             try:
-                st = store.stat(layout.revision_link(repo.name, digest))
+                st = store.stat(link)
             except StoreError:
                 st = None  # unknown age: keep it, as if it were young
             mtime = st.mtime if st is not None else None
