@@ -13,8 +13,7 @@ import pytest
 from regstore import layout
 from regstore.cli import main
 from regstore.lock import StoreLock
-from tests.builders import StoreBuilder, age_store, build_store
-from tests.support import copy_fixture
+from tests.builders import age_store, build_store
 
 
 def run(argv, env=None):

@@ -39,7 +39,7 @@ def test_shared_lock_creates_nothing_and_blocks_a_sweep(tmp_path):
 
 def test_lock_of_a_killed_holder_is_detected_as_stale_and_taken_over(tmp_path):
     code = ("import os, sys; from regstore.lock import StoreLock; "
-            f"StoreLock(sys.argv[1], 'regstore gc').acquire(); os.kill(os.getpid(), 9)")
+            "StoreLock(sys.argv[1], 'regstore gc').acquire(); os.kill(os.getpid(), 9)")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)])
     assert proc.returncode == -9
     holder = json.loads(lock_path(tmp_path).read_text())

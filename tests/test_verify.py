@@ -152,7 +152,7 @@ def test_descriptor_size_mismatch(tmp_path):
     b = StoreBuilder(tmp_path)
     layer = b.layer("app", b"twelve bytes")
     cfg = b.layer("app", b"{}")
-    v1 = b.manifest("app", {
+    b.manifest("app", {
         "schemaVersion": 2, "mediaType": SCHEMA2,
         "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
                    "digest": cfg, "size": 2},
