@@ -338,6 +338,17 @@ def _open_s3(cfg: RegistryConfig, settings: S3Settings, writable: bool, jobs: in
     return store
 
 
+#: Processes listing a filesystem store at most (one per core below that); more cost more
+#: in sending results back than they save.
+MAX_PROCESSES = 4
+
+
+def _processes(jobs: int) -> int:
+    """Processes to share the listing among: one per core, no more than ``--jobs`` allows
+    (``--jobs 1`` keeps regstore to one core)."""
+    return max(1, min(jobs, os.cpu_count() or 1, MAX_PROCESSES))
+
+
 def _default_jobs(store: Store) -> int:
     return DEFAULT_S3_JOBS if isinstance(store, S3Store) else DEFAULT_JOBS
 
@@ -399,7 +410,8 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
                 out.problem(f"warning: {notes[-1]}")
         started = time.time()
         with out.progress("listing", "entries") as tick:
-            inventory = take_inventory(store, tick, jobs=args.jobs)
+            inventory = take_inventory(store, tick, jobs=args.jobs,
+                                       processes=_processes(args.jobs))
         live_upload = _recent_upload(store, inventory, started - LIVE_UPLOAD_WINDOW)
         if live_upload and not alongside_pushes:
             message = (f"the registry wrote upload {live_upload} less than "
@@ -820,7 +832,7 @@ def _marks_for_reading(args: argparse.Namespace) -> tuple[Store, Inventory, obje
     store = open_store(cfg, writable=False, jobs=args.jobs)
     args.jobs = args.jobs or _default_jobs(store)
     with lock_for(store, f"regstore {args.command}", exclusive=False):
-        inventory = take_inventory(store, jobs=args.jobs)
+        inventory = take_inventory(store, jobs=args.jobs, processes=_processes(args.jobs))
         plain = mark(store, inventory, False, args.jobs)
         untagged = mark(store, inventory, True, args.jobs)
     for f in plain.problems + inventory.findings:

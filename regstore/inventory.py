@@ -20,13 +20,14 @@ come with such a listing are kept (``Inventory.blob_stats``, ``Repository.layer_
 from __future__ import annotations
 
 import hashlib
+import sys
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from regstore import layout
 from regstore.findings import ERROR, HINT, WARNING, Finding, printable
-from regstore.pool import IOPool
+from regstore.pool import IOPool, fork_map
 from regstore.store.base import DirEntry, FileEntry, Stat, Store, StoreError
 
 Progress = Callable[[int], None]
@@ -97,20 +98,25 @@ class _Notes:
         tick(self.ticks)
 
 
-def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1) -> Inventory:
+def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1,
+                   processes: int = 1) -> Inventory:
     """List every repository and blob of ``store`` into an :class:`Inventory`, in ``jobs``
-    threads (the result does not depend on their number).
+    threads and, on a store that can be read from forked processes (``Store.forkable``), with
+    the repositories shared among ``processes`` processes (the result does not depend on
+    either number).
 
     ``progress`` is called with a count of entries seen, for a progress bar.
     """
     inv = Inventory()
     tick = progress or (lambda n: None)
     pool, reads = IOPool(jobs), IOPool(jobs)
+    if not getattr(store, "forkable", False):
+        processes = 1
     try:
         # Repositories first, blobs after: the registry writes a blob before any link to it,
         # so every link this listing sees has its blob in the later one, even while pushes
         # go on (listed the other way round, a manifest pushed in between looks missing).
-        _scan_repositories(store, inv, tick, pool, reads)
+        _scan_repositories(store, inv, tick, pool, reads, processes)
         _scan_blobs(store, inv, tick, pool)
     finally:
         pool.close()
@@ -163,12 +169,21 @@ def _list_repository_tree(store: Store, pool: IOPool) -> dict[str, list[DirEntry
 
 
 def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPool,
-                       reads: IOPool) -> None:
+                       reads: IOPool, processes: int = 1) -> None:
     listed = _list_repository_tree(store, pool)
     # The pass itself is the sequential one, on the listings made above; each repository
-    # found is scanned in the pool, and its findings are replayed where the pass found it.
+    # found is scanned in the pool (or, with several processes, after the pass, in them), and
+    # its findings are replayed where the pass found it.
     # A finding, a progress count, or a repository and its scan.
-    events: list[Finding | int | tuple[Repository, Future[_Notes]]] = []
+    events: list[Finding | int | tuple[Repository, Future[_Notes] | _Notes | None]] = []
+    forked: list[tuple[Repository, dict[str, str]]] = []  # scanned after the pass
+
+    def submit(repo: Repository, kinds: dict[str, str]) -> Future[_Notes] | None:
+        if processes > 1:
+            forked.append((repo, kinds))
+            return None
+        return pool.submit(lambda: _scan_repository(store, repo, kinds, reads))
+
     stack: list[tuple[str, str, bool]] = [(layout.REPOSITORIES, "", True)]
     while stack:
         key, name, valid = stack.pop()
@@ -181,8 +196,7 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
         if name and any(kinds.get(p) == "dir" for p in _REPO_PARTS):
             if valid:
                 repo = Repository(name)
-                events.append((repo, pool.submit(
-                    lambda repo=repo, kinds=kinds: _scan_repository(store, repo, kinds, reads))))
+                events.append((repo, submit(repo, kinds)))
             else:
                 events.append(Finding(
                     "invalid-repository-name", ERROR,
@@ -209,15 +223,45 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
                 events.append(Finding("stray-entry", HINT,
                                       f"unexpected file {printable(entry.name)!r} ignored",
                                       key=f"{key}/{entry.name}"))
+    if forked:
+        pool.park()  # no thread of it running while processes fork
+        scanned = iter(fork_map(lambda part: _scan_part(store, part, reads.jobs), forked,
+                                processes))
+        events = [_interned(*next(scanned)) if isinstance(e, tuple) else e for e in events]
     for event in events:
         if isinstance(event, tuple):
-            repo, future = event
+            repo, outcome = event
             inv.repositories[repo.name] = repo
-            future.result().replay(inv, tick)
+            assert outcome is not None
+            notes = outcome if isinstance(outcome, _Notes) else outcome.result()
+            notes.replay(inv, tick)
         elif isinstance(event, int):
             tick(event)
         else:
             inv.note(event)
+
+
+def _interned(repo: Repository, notes: _Notes) -> tuple[Repository, _Notes]:
+    """``repo`` with its digests made the interpreter's shared strings again: one that comes
+    back from another process holds copies, 120 bytes each, of what the blob listing holds."""
+    intern = sys.intern
+    repo.revisions = {intern(d) for d in repo.revisions}
+    repo.layers = {intern(d) for d in repo.layers}
+    for tag in repo.tags.values():
+        tag.current = intern(tag.current) if tag.current else tag.current
+        tag.index = {intern(d) for d in tag.index}
+    return repo, notes
+
+
+def _scan_part(store: Store, part: list[tuple[Repository, dict[str, str]]],
+               jobs: int) -> list[tuple[Repository, _Notes]]:
+    """Scan a share of the repositories (in a process of :func:`fork_map`), with a thread
+    pool of this process's own."""
+    reads = IOPool(jobs)
+    try:
+        return [(repo, _scan_repository(store, repo, kinds, reads)) for repo, kinds in part]
+    finally:
+        reads.close()
 
 
 def _scan_repository(store: Store, repo: Repository, kinds: dict[str, str],

@@ -143,3 +143,19 @@ def test_each_manifest_is_read_once_across_repositories(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "read", lambda k, n: reads.append(k) or real_read(k, n))
     mark(store, take_inventory(store), True)
     assert reads.count(layout.blob_data(shared)) == 1
+
+
+def test_the_inventory_is_the_same_whatever_the_number_of_processes(tmp_path):
+    from tests.support import copy_fixture
+
+    root = copy_fixture("mixed", tmp_path / "mixed")
+    (root / "docker/registry/v2/repositories/stray-file").write_bytes(b"x")
+    os.symlink(tmp_path, root / "docker/registry/v2/repositories/app/_manifests/tags/evil")
+    store = FilesystemStore(root)
+    one = take_inventory(store, jobs=1, processes=1)
+    for processes in (2, 3):
+        many = take_inventory(store, jobs=4, processes=processes)
+        assert many.repositories == one.repositories
+        assert many.blobs == one.blobs
+        assert many.findings == one.findings and many.blocking == one.blocking
+        assert any(f.kind == "symlink" for f in many.blocking)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import pytest
 
 from regstore import pool as pool_mod
-from regstore.pool import IOPool
+from regstore.pool import ForkError, IOPool, fork_map
 
 
 @pytest.fixture(autouse=True)
@@ -74,3 +75,33 @@ def test_an_exception_comes_out_of_map_and_submit_in_either_mode(fn):
             p.submit(lambda: failing(30)).result()
     finally:
         p.close()
+
+
+def test_fork_map_deals_items_to_processes_and_returns_them_in_order():
+    def share(items):
+        return [(x * 2, os.getpid()) for x in items]
+
+    results = fork_map(share, range(21), 3)
+    assert [r for r, _ in results] == [x * 2 for x in range(21)]
+    assert len({pid for _, pid in results}) == 3
+    assert results[0][1] == os.getpid(), "this process takes the first share"
+
+
+def test_fork_map_runs_inline_with_one_process_or_few_items():
+    for processes, items in ((1, range(10)), (4, range(3))):
+        results = fork_map(lambda xs: [os.getpid() for _ in xs], items, processes)
+        assert set(results) == {os.getpid()}
+
+
+@pytest.mark.parametrize("failing", [0, 1], ids=["in-this-process", "in-a-child"])
+def test_a_failure_in_any_share_raises_and_leaves_no_child(failing):
+    def share(items):
+        if items[0] == failing:
+            raise ValueError(f"share starting at {failing}")
+        time.sleep(0.05)
+        return list(items)
+
+    with pytest.raises((ValueError, ForkError), match=f"share starting at {failing}"):
+        fork_map(share, range(10), 2)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every child was reaped

@@ -77,6 +77,9 @@ class Store(Protocol):
     #: that need the files inside many small directories then walk their parent instead of
     #: listing each one; either way they get the same answer.
     flat_walk: bool
+    #: True when a forked process can read the store through this object (a filesystem);
+    #: listing is then shared among processes, one per core.
+    forkable: bool
 
     def exists(self) -> bool:
         """Whether the ``docker/registry/v2`` tree is there at all."""

@@ -246,6 +246,7 @@ class S3Store:
     """
 
     flat_walk = True
+    forkable = False  # a boto3 client's connections and threads do not survive a fork
 
     def __init__(self, client: Any, bucket: str, rootdirectory: str = "", *,
                  writable: bool = False, jobs: int = 8) -> None:
