@@ -28,6 +28,7 @@ from regstore.layout import is_digest, is_upload_id
 from regstore.lock import lock_for
 from regstore.metrics import gc_metrics, render, run_metrics, verify_metrics, write_atomically
 from regstore.mark import late_references, mark
+from regstore.pool import processes_for
 from regstore.quarantine import Quarantine
 from regstore.report import JSON_FORMAT, apply_lines, human_bytes, finding_line, gc_json, plan_lines, plan_summary
 from regstore.report import verify_finding_lines, verify_json, verify_summary
@@ -233,7 +234,9 @@ def _store_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"threads for reading (default {DEFAULT_JOBS}; {DEFAULT_S3_JOBS} on an "
                         "S3 store, where each request waits on the network); listing and "
                         "manifest reads use them only once the store makes regstore wait "
-                        "(a cold or network disk), not when it answers from memory")
+                        "(a cold or network disk), not when it answers from memory. On a "
+                        "filesystem the repositories are also listed in up to one process per "
+                        "core (at most N); --jobs 1 keeps regstore to one thread and one core")
 
 
 def _cron_arguments(p: argparse.ArgumentParser) -> None:
@@ -338,17 +341,6 @@ def _open_s3(cfg: RegistryConfig, settings: S3Settings, writable: bool, jobs: in
     return store
 
 
-#: Processes listing a filesystem store at most (one per core below that); more cost more
-#: in sending results back than they save.
-MAX_PROCESSES = 4
-
-
-def _processes(jobs: int) -> int:
-    """Processes to share the listing among: one per core, no more than ``--jobs`` allows
-    (``--jobs 1`` keeps regstore to one core)."""
-    return max(1, min(jobs, os.cpu_count() or 1, MAX_PROCESSES))
-
-
 def _default_jobs(store: Store) -> int:
     return DEFAULT_S3_JOBS if isinstance(store, S3Store) else DEFAULT_JOBS
 
@@ -411,7 +403,7 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
         started = time.time()
         with out.progress("listing", "entries") as tick:
             inventory = take_inventory(store, tick, jobs=args.jobs,
-                                       processes=_processes(args.jobs))
+                                       processes=processes_for(args.jobs))
         live_upload = _recent_upload(store, inventory, started - LIVE_UPLOAD_WINDOW)
         if live_upload and not alongside_pushes:
             message = (f"the registry wrote upload {live_upload} less than "
@@ -832,7 +824,7 @@ def _marks_for_reading(args: argparse.Namespace) -> tuple[Store, Inventory, obje
     store = open_store(cfg, writable=False, jobs=args.jobs)
     args.jobs = args.jobs or _default_jobs(store)
     with lock_for(store, f"regstore {args.command}", exclusive=False):
-        inventory = take_inventory(store, jobs=args.jobs, processes=_processes(args.jobs))
+        inventory = take_inventory(store, jobs=args.jobs, processes=processes_for(args.jobs))
         plain = mark(store, inventory, False, args.jobs)
         untagged = mark(store, inventory, True, args.jobs)
     for f in plain.problems + inventory.findings:

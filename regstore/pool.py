@@ -86,6 +86,17 @@ class IOPool:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
 
+#: Processes sharing a listing at most (one per core below that); more cost more in sending
+#: results back than they save.
+MAX_PROCESSES = 4
+
+
+def processes_for(jobs: int) -> int:
+    """Processes to share a listing among: one per core, no more than ``jobs`` allows
+    (``--jobs 1`` keeps regstore to one core)."""
+    return max(1, min(jobs, os.cpu_count() or 1, MAX_PROCESSES))
+
+
 class ForkError(RuntimeError):
     """A forked worker of :func:`fork_map` failed; the message carries its traceback."""
 

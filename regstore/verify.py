@@ -170,6 +170,7 @@ from regstore import layout
 from regstore.findings import ERROR, HINT, SEVERITIES, WARNING, Finding, printable
 from regstore.holding import Held
 from regstore.inventory import Inventory, Repository, Tag, take_inventory
+from regstore.pool import processes_for
 from regstore.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, ManifestError, \
     parse_manifest
 from regstore.quarantine import Quarantine, QuarantineError
@@ -378,7 +379,7 @@ class _Run:
     def run(self) -> VerifyReport:
         self.started = self.clock()
         self.inv = take_inventory(self.store, lambda n: self.progress("listing", n, None),
-                                  jobs=self.jobs)
+                                  jobs=self.jobs, processes=processes_for(self.jobs))
         self.findings.extend(_inventory_findings(self.inv))
         self._scan_blobs()
         self._read_links()
