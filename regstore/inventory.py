@@ -307,14 +307,7 @@ def _scan_revisions(store: Store, notes: _Notes, repo: Repository) -> None:
             if signature:
                 repo.signatures.setdefault(digest, set()).add(signature)
                 continue
-        if f.kind == "symlink":
-            notes.note(Finding("symlink", ERROR,
-                               "symlink among revisions is not followed; nothing will be swept "
-                               "until it is replaced by the real file",
-                               repository=repo.name, key=f.key))
-        else:
-            notes.note(Finding("stray-entry", HINT, "unexpected entry among revisions ignored",
-                               repository=repo.name, key=f.key))
+        (_symlink_among if f.kind == "symlink" else _stray)(notes, repo, "revisions", f.key)
     # A revision directory that lost its link file is not a revision the registry serves;
     # nothing is inferred from it.
 
@@ -424,13 +417,8 @@ def _scan_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool) -> 
             if digest:
                 tag.index.add(digest)
                 continue
-        notes.note(Finding("stray-entry", HINT, "unexpected entry among tags ignored",
-                           repository=repo.name, key=f.key))
-    for tag in repo.tags.values():
-        if not tag.valid_name:
-            notes.note(Finding("invalid-tag-name", WARNING,
-                               f"tag directory {printable(tag.name)!r} is not a valid tag name; "
-                               "what it points at is kept", repository=repo.name, key=tag.key))
+        _stray(notes, repo, "tags", f.key)
+    _note_invalid_tag_names(notes, repo)
 
 
 def _list_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool) -> None:
@@ -472,6 +460,10 @@ def _list_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool) -> 
     contents = reads.map(lambda link: _read_link(store, link[1]), links)
     for (tag, key), content in zip(links, contents):
         tag.current = _current(content, notes, repo, tag, key)
+    _note_invalid_tag_names(notes, repo)
+
+
+def _note_invalid_tag_names(notes: _Notes, repo: Repository) -> None:
     for tag in repo.tags.values():
         if not tag.valid_name:
             notes.note(Finding("invalid-tag-name", WARNING,
