@@ -22,7 +22,7 @@ from regstore import layout
 from regstore.findings import ERROR, WARNING, Finding
 from regstore.inventory import Inventory, Repository
 from regstore.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, parse_manifest
-from regstore.pool import IOPool
+from regstore.pool import IOPool, fork_map
 from regstore.store.base import Store, StoreError
 
 Progress = Callable[[int], None]
@@ -68,22 +68,36 @@ class ManifestCache:
         self.jobs = jobs
         self.loaded: dict[str, Manifest | Unusable] = {}
 
-    def prefetch(self, digests: Iterable[str], progress: Progress | None = None) -> None:
+    def prefetch(self, digests: Iterable[str], progress: Progress | None = None,
+                 processes: int = 1) -> None:
+        """Read and parse ``digests`` ahead of :meth:`get`, in ``jobs`` threads and, on a
+        store that forked processes can read (``Store.forkable``), in ``processes``
+        processes: parsing is Python work that threads cannot spread over cores."""
         todo = sorted(d for d in set(digests) if d not in self.loaded)
+        if processes > 1 and getattr(self.store, "forkable", False):
+            self._keep(todo, fork_map(self._load_all, todo, processes), progress)
+        else:
+            self._load_all(todo, progress)
+
+    def _load_all(self, todo: list[str],
+                  progress: Progress | None = None) -> list[Manifest | Unusable]:
         # One task per slice, not per manifest: a future per small file costs more than
         # reading it. Slices are small enough to keep every thread busy to the end.
         size = max(64, len(todo) // (self.jobs * 8) + 1)
         slices = [todo[i:i + size] for i in range(0, len(todo), size)]
+        loaded: list[Manifest | Unusable] = []
 
         def load(part: list[str]) -> list[Manifest | Unusable]:
             return [self._load(d) for d in part]
 
         pool = IOPool(self.jobs if len(slices) > 1 else 1)
         try:
-            for part, loaded in zip(slices, pool.imap(load, slices)):
-                self._keep(part, loaded, progress)
+            for part, outcome in zip(slices, pool.imap(load, slices)):
+                self._keep(part, outcome, progress)
+                loaded += outcome
         finally:
             pool.close()
+        return loaded
 
     def _keep(self, part: list[str], loaded: list[Manifest | Unusable],
               progress: Progress | None) -> None:
@@ -114,17 +128,22 @@ class ManifestCache:
 
 
 def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 8,
-         progress: Progress | None = None, protect_since: float | None = None) -> MarkResult:
+         progress: Progress | None = None, protect_since: float | None = None,
+         processes: int = 1) -> MarkResult:
     """Mark every blob reachable from a live manifest of any repository of ``inventory``.
 
-    Reads each manifest blob once (in ``jobs`` threads), whatever number of repositories link
-    it. ``progress`` is called with the number of manifests read. With ``protect_since`` (a
-    time), an untagged revision whose link was written at or after it is live too: it may be
-    the child of an index whose push is still under way.
+    Reads each manifest blob once (in ``jobs`` threads of each of ``processes`` processes),
+    whatever number of repositories link it. ``progress`` is called with the number of
+    manifests read. With ``protect_since`` (a time), an untagged revision whose link was
+    written at or after it is live too: it may be the child of an index whose push is still
+    under way.
     """
+    if delete_untagged and not inventory.tag_history:
+        raise ValueError("a mark with delete_untagged needs the tags' history in the inventory")
     result = MarkResult(problems=list(inventory.blocking), delete_untagged=delete_untagged)
     cache = ManifestCache(store, inventory.blobs, jobs)
-    cache.prefetch((d for r in inventory.repositories.values() for d in r.revisions), progress)
+    cache.prefetch((d for r in inventory.repositories.values() for d in r.revisions), progress,
+                   processes)
     for repo in inventory.repositories.values():
         young = set()
         if delete_untagged and protect_since is not None:

@@ -82,3 +82,17 @@ def test_schema1_unsigned_and_signed():
 def test_malformed_manifests_are_errors_with_a_reason(data, why):
     with pytest.raises(ManifestError, match=why):
         parse_manifest(data, A)
+
+
+def test_a_pickled_manifest_comes_back_equal_with_shared_strings():
+    import pickle
+    import sys
+
+    m = parse({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": desc(A),
+               "layers": [desc(B), desc(C, urls=["https://example.invalid/x"])],
+               "subject": desc(A, size=None)})
+    back = pickle.loads(pickle.dumps([m, parse({"schemaVersion": 2, "manifests": [desc(C)]})]))
+    assert back[0] == m and back[1].children[0].digest == C and back[1].is_index
+    # the strings of another process's manifest are this interpreter's shared ones again
+    assert back[0].blobs[1].digest is sys.intern(B) and back[0].subject.digest is sys.intern(A)
+    assert back[0].blobs[0].media_type is sys.intern("x")
