@@ -402,8 +402,9 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
                 out.problem(f"warning: {notes[-1]}")
         started = time.time()
         with out.progress("listing", "entries") as tick:
-            inventory = take_inventory(store, tick, jobs=args.jobs,
-                                       processes=processes_for(args.jobs))
+            inventory = take_inventory(
+                store, tick, jobs=args.jobs, processes=processes_for(args.jobs),
+                tag_history=args.delete_untagged or args.delete_empty_repos)
         live_upload = _recent_upload(store, inventory, started - LIVE_UPLOAD_WINDOW)
         if live_upload and not alongside_pushes:
             message = (f"the registry wrote upload {live_upload} less than "

@@ -73,6 +73,8 @@ class Inventory:
     # keys of entries in blob directories other than their data (None: not listed so).
     blob_stats: dict[str, Stat] | None = None
     blob_strays: dict[str, list[str]] = field(default_factory=dict)
+    # Whether each tag's index was listed (Tag.index); without it, Tag.index is empty.
+    tag_history: bool = True
 
     def note(self, finding: Finding) -> None:
         (self.blocking if finding.severity == ERROR else self.findings).append(finding)
@@ -99,15 +101,18 @@ class _Notes:
 
 
 def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1,
-                   processes: int = 1) -> Inventory:
+                   processes: int = 1, tag_history: bool = True) -> Inventory:
     """List every repository and blob of ``store`` into an :class:`Inventory`, in ``jobs``
     threads and, on a store that can be read from forked processes (``Store.forkable``), with
     the repositories shared among ``processes`` processes (the result does not depend on
     either number).
 
-    ``progress`` is called with a count of entries seen, for a progress bar.
+    ``progress`` is called with a count of entries seen, for a progress bar. Without
+    ``tag_history`` the index of each tag (which manifests it held before) is not listed, two
+    of the three listings a tag costs: a gc without -m marks every revision whatever the
+    tags held, and needs only where each tag points now.
     """
-    inv = Inventory()
+    inv = Inventory(tag_history=tag_history)
     tick = progress or (lambda n: None)
     pool, reads = IOPool(jobs), IOPool(jobs)
     if not getattr(store, "forkable", False):
@@ -116,7 +121,7 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
         # Repositories first, blobs after: the registry writes a blob before any link to it,
         # so every link this listing sees has its blob in the later one, even while pushes
         # go on (listed the other way round, a manifest pushed in between looks missing).
-        _scan_repositories(store, inv, tick, pool, reads, processes)
+        _scan_repositories(store, inv, tick, pool, reads, processes, tag_history)
         _scan_blobs(store, inv, tick, pool)
     finally:
         pool.close()
@@ -169,7 +174,7 @@ def _list_repository_tree(store: Store, pool: IOPool) -> dict[str, list[DirEntry
 
 
 def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPool,
-                       reads: IOPool, processes: int = 1) -> None:
+                       reads: IOPool, processes: int = 1, history: bool = True) -> None:
     listed = _list_repository_tree(store, pool)
     # The pass itself is the sequential one, on the listings made above; each repository
     # found is scanned in the pool (or, with several processes, after the pass, in them), and
@@ -182,7 +187,7 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
         if processes > 1:
             forked.append((repo, kinds))
             return None
-        return pool.submit(lambda: _scan_repository(store, repo, kinds, reads))
+        return pool.submit(lambda: _scan_repository(store, repo, kinds, reads, history))
 
     stack: list[tuple[str, str, bool]] = [(layout.REPOSITORIES, "", True)]
     while stack:
@@ -225,8 +230,8 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
                                       key=f"{key}/{entry.name}"))
     if forked:
         pool.park()  # no thread of it running while processes fork
-        scanned = iter(fork_map(lambda part: _scan_part(store, part, reads.jobs), forked,
-                                processes))
+        scanned = iter(fork_map(lambda part: _scan_part(store, part, reads.jobs, history),
+                                forked, processes))
         events = [_interned(*next(scanned)) if isinstance(e, tuple) else e for e in events]
     for event in events:
         if isinstance(event, tuple):
@@ -254,23 +259,24 @@ def _interned(repo: Repository, notes: _Notes) -> tuple[Repository, _Notes]:
 
 
 def _scan_part(store: Store, part: list[tuple[Repository, dict[str, str]]],
-               jobs: int) -> list[tuple[Repository, _Notes]]:
+               jobs: int, history: bool) -> list[tuple[Repository, _Notes]]:
     """Scan a share of the repositories (in a process of :func:`fork_map`), with a thread
     pool of this process's own."""
     reads = IOPool(jobs)
     try:
-        return [(repo, _scan_repository(store, repo, kinds, reads)) for repo, kinds in part]
+        return [(repo, _scan_repository(store, repo, kinds, reads, history))
+                for repo, kinds in part]
     finally:
         reads.close()
 
 
 def _scan_repository(store: Store, repo: Repository, kinds: dict[str, str],
-                     reads: IOPool) -> _Notes:
+                     reads: IOPool, history: bool = True) -> _Notes:
     notes = _Notes()
     base = layout.repository_dir(repo.name)
     if kinds.get("_manifests") == "dir":
         _scan_revisions(store, notes, repo)
-        _scan_tags(store, notes, repo, reads)
+        _scan_tags(store, notes, repo, reads, history)
     if kinds.get("_layers") == "dir":
         _scan_layers(store, notes, repo)
     if kinds.get("_uploads") == "dir":
@@ -375,10 +381,12 @@ def _list_revision(store: Store, notes: _Notes, repo: Repository, digest: str,
             _stray(notes, repo, "revisions", inside)
 
 
-def _scan_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool) -> None:
+def _scan_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool,
+               history: bool = True) -> None:
     if not store.flat_walk:
-        _list_tags(store, notes, repo, reads)
+        _list_tags(store, notes, repo, reads, history)
         return
+    # One walk gives every tag with its history: the history costs nothing extra here.
     top = layout.tags_dir(repo.name)
     try:
         files = list(store.walk(top))
@@ -421,10 +429,11 @@ def _scan_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool) -> 
     _note_invalid_tag_names(notes, repo)
 
 
-def _list_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool) -> None:
+def _list_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool,
+               history: bool = True) -> None:
     """The tags of ``repo`` from directory listings: each tag directory, its ``current/link``
-    (read) and the names of its ``index/<alg>/<hex>`` entries (not read: gc needs only which
-    digests a tag held, and verify reads every index link itself).
+    (read) and, with ``history``, the names of its ``index/<alg>/<hex>`` entries (not read:
+    gc needs only which digests a tag held, and verify reads every index link itself).
 
     Every directory under ``tags`` is a tag, as the registry's tag list says, even one with
     no ``current`` link (verify reports it: pulls of it fail)."""
@@ -449,7 +458,8 @@ def _list_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool) -> 
                     if part.name == "current" and part.kind == "dir":
                         links.append((tag, f"{inside}/link"))
                     elif part.name == "index" and part.kind == "dir":
-                        _list_tag_index(store, notes, repo, tag, inside)
+                        if history:
+                            _list_tag_index(store, notes, repo, tag, inside)
                     elif part.kind == "symlink":
                         _symlink_among(notes, repo, "tags", inside)
                     else:

@@ -118,6 +118,10 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
     the untagged revisions and their tag index entries, and as ``options`` say stale uploads
     and emptied repositories. Anything younger than ``options.protect_since`` is listed in
     ``protected`` instead, and so is a blob whose link is young, with all its links."""
+    if options.empty_repositories and not inventory.tag_history:
+        # Whether a tag's history holds only what goes is what makes a repository empty.
+        raise ValueError("removing emptied repositories needs the tags' history in the "
+                         "inventory")
     plan = SweepPlan([], len(marks.marked), len(inventory.blobs))
     young = options.protect_since
 

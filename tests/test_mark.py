@@ -1,5 +1,7 @@
 import os
 
+import pytest
+
 from regstore import layout
 from regstore.inventory import take_inventory
 from regstore.manifest import DOCKER_LIST, OCI_MANIFEST
@@ -159,3 +161,40 @@ def test_the_inventory_is_the_same_whatever_the_number_of_processes(tmp_path):
         assert many.blobs == one.blobs
         assert many.findings == one.findings and many.blocking == one.blocking
         assert any(f.kind == "symlink" for f in many.blocking)
+
+
+def test_the_mark_is_the_same_whatever_the_number_of_processes(tmp_path):
+    from tests.support import copy_fixture
+
+    root = copy_fixture("mixed", tmp_path / "mixed")
+    store = FilesystemStore(root)
+    inv = take_inventory(store)
+    for delete_untagged in (False, True):
+        one = mark(store, inv, delete_untagged, jobs=1, processes=1)
+        for processes in (2, 3):
+            many = mark(store, inv, delete_untagged, jobs=4, processes=processes)
+            assert many.manifests == one.manifests and len(many.manifests) > 20
+            assert (many.marked, many.live, many.dead, many.problems) == \
+                (one.marked, one.live, one.dead, one.problems)
+
+
+def test_without_tag_history_a_plain_gc_plans_the_same_and_nothing_needing_it_runs(tmp_path):
+    from tests.support import copy_fixture
+
+    from regstore.sweep import PlanOptions, build_plan
+
+    store = FilesystemStore(copy_fixture("mixed", tmp_path / "mixed"))
+    full = take_inventory(store)
+    light = take_inventory(store, tag_history=False)
+    assert any(t.index for r in full.repositories.values() for t in r.tags.values())
+    assert not any(t.index for r in light.repositories.values() for t in r.tags.values())
+    assert {n: {t: (v.current, v.bad_link) for t, v in r.tags.items()}
+            for n, r in light.repositories.items()} == \
+        {n: {t: (v.current, v.bad_link) for t, v in r.tags.items()}
+         for n, r in full.repositories.items()}
+    plans = [build_plan(store, inv, mark(store, inv, False)) for inv in (full, light)]
+    assert plans[0].items == plans[1].items and plans[0].items
+    with pytest.raises(ValueError, match="history"):
+        mark(store, light, True)
+    with pytest.raises(ValueError, match="history"):
+        build_plan(store, light, mark(store, light, False), PlanOptions(empty_repositories=True))
