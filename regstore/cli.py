@@ -426,7 +426,7 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
         plan = build_plan(store, inventory, marks, PlanOptions(
             protect_since=started - min_age if min_age else None,
             uploads_before=None if args.keep_uploads else started - uploads_age,
-            empty_repositories=args.delete_empty_repos))
+            empty_repositories=args.delete_empty_repos, jobs=args.jobs))
         findings = marks.problems + inventory.findings
         blocking = [f for f in findings if f.severity == ERROR and not
                     (args.ignore_broken_manifests and f.kind.endswith("-manifest"))]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
+from functools import lru_cache
 
 V2_PREFIX = "docker/registry/v2"
 BLOBS = "blobs"
@@ -87,6 +88,7 @@ def is_repository_component(name: str) -> bool:
     return bool(_COMPONENT_RE.fullmatch(name))
 
 
+@lru_cache(maxsize=1 << 16)  # every key of a repository checks its name again
 def check_repository(name: str) -> str:
     """Return ``name`` if it is a valid repository name, else raise :class:`InvalidName`."""
     if len(name) > MAX_REPOSITORY_LENGTH or not all(

@@ -144,31 +144,37 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
     cache = ManifestCache(store, inventory.blobs, jobs)
     cache.prefetch((d for r in inventory.repositories.values() for d in r.revisions), progress,
                    processes)
-    for repo in inventory.repositories.values():
-        young = set()
-        if delete_untagged and protect_since is not None:
-            young = _young_revisions(store, repo, protect_since)
-        _mark_repository(repo, cache, result, delete_untagged, young)
+    pool = IOPool(jobs)
+    try:
+        for repo in inventory.repositories.values():
+            young = set()
+            if delete_untagged and protect_since is not None:
+                young = _young_revisions(store, repo, protect_since, pool)
+            _mark_repository(repo, cache, result, delete_untagged, young)
+    finally:
+        pool.close()
     result.manifests = cache.loaded
     return result
 
 
-def _young_revisions(store: Store, repo: Repository, since: float) -> set[str]:
-    young = set()
+def _young_revisions(store: Store, repo: Repository, since: float, pool: IOPool) -> set[str]:
     # Only an untagged revision can be young and otherwise dead: a tag keeps the rest.
     tagged = {t.current for t in repo.tags.values()}
     untagged = [d for d in repo.revisions if d not in tagged]
-    for digest, link in zip(untagged, layout.revision_links(repo.name, untagged)):
-        mtime = repo.revision_mtimes.get(digest)  # from the listing, where it gave them
-        if mtime is None:
-            try:
-                st = store.stat(link)
-            except StoreError:
-                st = None  # unknown age: keep it, as if it were young
-            mtime = st.mtime if st is not None else None
-        if mtime is None or mtime >= since:
-            young.add(digest)
-    return young
+
+    def mtime(item: tuple[str, str]) -> float | None:
+        listed = repo.revision_mtimes.get(item[0])  # from the listing, where it gave them
+        if listed is not None:
+            return listed
+        try:
+            st = store.stat(item[1])
+        except StoreError:
+            return None  # unknown age: keep it, as if it were young
+        return st.mtime if st is not None else None
+
+    links = list(zip(untagged, layout.revision_links(repo.name, untagged)))
+    return {digest for (digest, _), when in zip(links, pool.map(mtime, links))
+            if when is None or when >= since}
 
 
 def _roots(repo: Repository, delete_untagged: bool) -> set[str]:

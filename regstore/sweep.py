@@ -39,6 +39,7 @@ from typing import Callable, Protocol
 from regstore import layout
 from regstore.inventory import Inventory, Repository
 from regstore.mark import MarkResult
+from regstore.pool import IOPool
 from regstore.store.base import Stat, Store, StoreError
 
 BLOB = "blob"
@@ -109,6 +110,7 @@ class PlanOptions:
     protect_since: float | None = None
     uploads_before: float | None = None
     empty_repositories: bool = False
+    jobs: int = 1  # threads to stat candidates in, once the store makes them wait
 
 
 def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
@@ -134,28 +136,40 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
                                            "untagged, but younger than the grace period", name))
     for name in sorted(marks.dead):
         repo = inventory.repositories[name]
+        held_by: dict[str, list[str]] = {}  # digest -> the tags whose history holds it
+        for tag in sorted(repo.tags.values(), key=lambda t: t.name):
+            if tag.valid_name:
+                for digest in tag.index & marks.dead[name]:
+                    held_by.setdefault(digest, []).append(tag.name)
         for digest in sorted(marks.dead[name]):
             plan.items.append(PlanItem(MANIFEST, layout.revision_dir(name, digest), digest,
                                        "untagged manifest, not reachable from a tag", name))
-            for tag in sorted(repo.tags.values(), key=lambda t: t.name):
-                if digest in tag.index and tag.valid_name:
-                    plan.items.append(PlanItem(
-                        TAG_INDEX, layout.tag_index_entry_dir(name, tag.name, digest), digest,
-                        "tag history entry of a removed manifest", name, tag.name))
-    garbage = inventory.blobs - marks.marked
+            for tag_name in held_by.get(digest, ()):
+                plan.items.append(PlanItem(
+                    TAG_INDEX, layout.tag_index_entry_dir(name, tag_name, digest), digest,
+                    "tag history entry of a removed manifest", name, tag_name))
+    garbage = sorted(inventory.blobs - marks.marked)
     links = [(name, digest) for name in sorted(inventory.repositories)
              for digest in sorted(inventory.repositories[name].layers - marks.marked)]
     listed = inventory.blob_stats or {}
-    blob_stats = {d: listed.get(d) or _blob_stat(store, d) for d in sorted(garbage)}
-    held_back = {d for d, st in blob_stats.items() if is_young(st)}
-    link_stats = {}
-    if young is not None:
-        for name, digest in links:
-            mtime = inventory.repositories[name].layer_mtimes.get(digest)
-            link_stats[name, digest] = Stat(0, mtime) if mtime is not None else \
-                _stat_quietly(store, layout.layer_link(name, digest))
-            if is_young(link_stats[name, digest]):
-                held_back.add(digest)  # a push may be using it right now
+    pool = IOPool(options.jobs)
+    try:
+        # One stat per candidate: on a cold disk each waits on a seek, and threads overlap them.
+        blob_stats = dict(zip(garbage, pool.map(
+            lambda d: listed.get(d) or _blob_stat(store, d), garbage)))
+        held_back = {d for d, st in blob_stats.items() if is_young(st)}
+        if young is not None:
+            unlisted = [(name, digest) for name, digest in links
+                        if digest not in inventory.repositories[name].layer_mtimes]
+            link_stats = dict(zip(unlisted, pool.map(
+                lambda link: _stat_quietly(store, layout.layer_link(*link)), unlisted)))
+            for name, digest in links:
+                mtime = inventory.repositories[name].layer_mtimes.get(digest)
+                st = Stat(0, mtime) if mtime is not None else link_stats[name, digest]
+                if is_young(st):
+                    held_back.add(digest)  # a push may be using it right now
+    finally:
+        pool.close()
     for name, digest in links:
         item = PlanItem(LAYER_LINK, layout.layer_link_dir(name, digest), digest,
                         "link to a missing blob" if digest not in inventory.blobs else
