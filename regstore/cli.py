@@ -420,7 +420,7 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
         with out.progress("reading manifests", "manifests") as tick:
             marks = mark(store, inventory, args.delete_untagged, args.jobs, tick,
                          protect_since=started - min_age if min_age else None,
-                         processes=processes_for(args.jobs))
+                         processes=processes_for(args.jobs), full=False)
         uploads_age = args.uploads_older_than if args.uploads_older_than is not None \
             else cfg.upload_purging.age_seconds
         plan = build_plan(store, inventory, marks, PlanOptions(

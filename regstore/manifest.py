@@ -49,6 +49,26 @@ class Descriptor(NamedTuple):
     foreign: bool = False  # carries `urls`: may legitimately be absent from the store
 
 
+class References(NamedTuple):
+    """Only the digests a manifest references, grouped as marking follows them: what a gc
+    keeps of each manifest (a fifth of a :class:`Manifest`'s memory)."""
+
+    blobs: tuple[str, ...]
+    children: tuple[str, ...]
+    subject: str | None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Sent back from another process as plain tuples, and re-interned on arrival.
+        return (_references, (tuple(self.blobs), tuple(self.children), self.subject))
+
+
+def _references(blobs: tuple[str, ...], children: tuple[str, ...],
+                subject: str | None) -> References:
+    intern = sys.intern
+    return References(tuple([intern(d) for d in blobs]), tuple([intern(d) for d in children]),
+                      intern(subject) if subject is not None else None)
+
+
 @dataclass(frozen=True, slots=True)
 class Manifest:
     """A parsed manifest: its type and everything it references, split by what marking needs."""
@@ -62,6 +82,11 @@ class Manifest:
     @property
     def is_index(self) -> bool:
         return self.media_type in (DOCKER_LIST, OCI_INDEX)
+
+    def references(self) -> References:
+        return References(tuple([d.digest for d in self.blobs]),
+                          tuple([d.digest for d in self.children]),
+                          self.subject.digest if self.subject is not None else None)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Pickled as plain tuples and rebuilt by one function: manifests read in another

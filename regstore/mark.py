@@ -21,7 +21,8 @@ from typing import Callable, Iterable
 from regstore import layout
 from regstore.findings import ERROR, WARNING, Finding
 from regstore.inventory import Inventory, Repository
-from regstore.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, parse_manifest
+from regstore.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, References, \
+    parse_manifest
 from regstore.pool import IOPool, fork_map
 from regstore.store.base import Store, StoreError
 
@@ -48,7 +49,8 @@ class MarkResult:
     # untagged revisions kept only because their link is younger than the grace period
     young: dict[str, set[str]] = field(default_factory=dict)
     delete_untagged: bool = False  # the mode: are untagged revisions roots or not
-    manifests: dict[str, Manifest | Unusable] = field(default_factory=dict)
+    # every manifest read: parsed in full, or only its references (mark(full=False))
+    manifests: dict[str, Manifest | References | Unusable] = field(default_factory=dict)
     problems: list[Finding] = field(default_factory=list)
 
     @property
@@ -57,16 +59,22 @@ class MarkResult:
         return not any(p.severity == ERROR for p in self.problems)
 
 
-class ManifestCache:
-    """Reads each manifest blob once, whatever number of repositories link it."""
+Parsed = Manifest | References  # what the cache keeps of a manifest it understood
 
-    def __init__(self, store: Store, blobs: set[str] | None, jobs: int = 8) -> None:
+
+class ManifestCache:
+    """Reads each manifest blob once, whatever number of repositories link it; keeps the
+    parsed :class:`Manifest`, or with ``full`` False only its :class:`References`."""
+
+    def __init__(self, store: Store, blobs: set[str] | None, jobs: int = 8,
+                 full: bool = True) -> None:
         # blobs: the listed blob digests, to skip reading what is known absent; None to try
         # every read (blobs written after the listing).
         self.store = store
         self.blobs = blobs
         self.jobs = jobs
-        self.loaded: dict[str, Manifest | Unusable] = {}
+        self.full = full
+        self.loaded: dict[str, Parsed | Unusable] = {}
 
     def prefetch(self, digests: Iterable[str], progress: Progress | None = None,
                  processes: int = 1) -> None:
@@ -80,14 +88,14 @@ class ManifestCache:
             self._load_all(todo, progress)
 
     def _load_all(self, todo: list[str],
-                  progress: Progress | None = None) -> list[Manifest | Unusable]:
+                  progress: Progress | None = None) -> list[Parsed | Unusable]:
         # One task per slice, not per manifest: a future per small file costs more than
         # reading it. Slices are small enough to keep every thread busy to the end.
         size = max(64, len(todo) // (self.jobs * 8) + 1)
         slices = [todo[i:i + size] for i in range(0, len(todo), size)]
-        loaded: list[Manifest | Unusable] = []
+        loaded: list[Parsed | Unusable] = []
 
-        def load(part: list[str]) -> list[Manifest | Unusable]:
+        def load(part: list[str]) -> list[Parsed | Unusable]:
             return [self._load(d) for d in part]
 
         pool = IOPool(self.jobs if len(slices) > 1 else 1)
@@ -99,18 +107,18 @@ class ManifestCache:
             pool.close()
         return loaded
 
-    def _keep(self, part: list[str], loaded: list[Manifest | Unusable],
+    def _keep(self, part: list[str], loaded: list[Parsed | Unusable],
               progress: Progress | None) -> None:
         self.loaded.update(zip(part, loaded))
         if progress:
             progress(len(part))
 
-    def get(self, digest: str) -> Manifest | Unusable:
+    def get(self, digest: str) -> Parsed | Unusable:
         if digest not in self.loaded:
             self.loaded[digest] = self._load(digest)
         return self.loaded[digest]
 
-    def _load(self, digest: str) -> Manifest | Unusable:
+    def _load(self, digest: str) -> Parsed | Unusable:
         if self.blobs is not None and digest not in self.blobs:
             return Unusable("missing", "its blob is not in the blob store")
         try:
@@ -122,26 +130,28 @@ class ManifestCache:
                 return Unusable("invalid", f"{exc.message}, larger than any real manifest")
             return Unusable("unreadable", exc.message)
         try:
-            return parse_manifest(data, digest)
+            manifest = parse_manifest(data, digest)
         except ManifestError as exc:
             return Unusable("invalid", str(exc))
+        return manifest if self.full else manifest.references()
 
 
 def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 8,
          progress: Progress | None = None, protect_since: float | None = None,
-         processes: int = 1) -> MarkResult:
+         processes: int = 1, full: bool = True) -> MarkResult:
     """Mark every blob reachable from a live manifest of any repository of ``inventory``.
 
     Reads each manifest blob once (in ``jobs`` threads of each of ``processes`` processes),
     whatever number of repositories link it. ``progress`` is called with the number of
     manifests read. With ``protect_since`` (a time), an untagged revision whose link was
     written at or after it is live too: it may be the child of an index whose push is still
-    under way.
+    under way. Without ``full``, ``MarkResult.manifests`` holds only each manifest's
+    :class:`References` (all a sweep needs, in a fifth of the memory).
     """
     if delete_untagged and not inventory.tag_history:
         raise ValueError("a mark with delete_untagged needs the tags' history in the inventory")
     result = MarkResult(problems=list(inventory.blocking), delete_untagged=delete_untagged)
-    cache = ManifestCache(store, inventory.blobs, jobs)
+    cache = ManifestCache(store, inventory.blobs, jobs, full)
     cache.prefetch((d for r in inventory.repositories.values() for d in r.revisions), progress,
                    processes)
     pool = IOPool(jobs)
@@ -193,9 +203,9 @@ def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
     referrers: dict[str, list[str]] = defaultdict(list)
     if delete_untagged:
         for digest in repo.revisions:
-            m = cache.get(digest)
-            if isinstance(m, Manifest) and m.subject is not None:
-                referrers[m.subject.digest].append(digest)
+            m = _references(cache.get(digest))
+            if m is not None and m.subject is not None:
+                referrers[m.subject].append(digest)
     live: set[str] = set()
     roots = _roots(repo, delete_untagged)
     if young - roots:
@@ -218,14 +228,21 @@ def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
             else:
                 result.problems.append(_live_problem(repo, digest, m, chain.get(digest)))
             continue
-        result.marked.update(d.digest for d in m.blobs)
-        for child in m.children:
-            chain.setdefault(child.digest, digest)
-            queue.append(child.digest)
+        refs = m if isinstance(m, References) else m.references()
+        result.marked.update(refs.blobs)
+        for child in refs.children:
+            chain.setdefault(child, digest)
+            queue.append(child)
         queue.extend(referrers.get(digest, ()))
     result.live[repo.name] = live
     if delete_untagged:
         _classify_untagged(repo, cache, result, live)
+
+
+def _references(m: Parsed | Unusable) -> References | None:
+    if isinstance(m, Unusable):
+        return None
+    return m if isinstance(m, References) else m.references()
 
 
 def _classify_untagged(repo: Repository, cache: ManifestCache, result: MarkResult,
@@ -233,7 +250,7 @@ def _classify_untagged(repo: Repository, cache: ManifestCache, result: MarkResul
     dead, doubt = set(), set()
     for digest in repo.revisions - live:
         m = cache.get(digest)
-        if isinstance(m, Manifest) or m.reason == "missing":
+        if not isinstance(m, Unusable) or m.reason == "missing":
             dead.add(digest)
         elif m.reason == "unreadable":
             # It may be a referrer of a live image: its subject is unknown, so is what is live.
@@ -307,7 +324,7 @@ def late_references(store: Store, inventory: Inventory, since: float,
             if new:
                 fresh = Repository(repo.name, revisions=new)
                 late = MarkResult()
-                cache = ManifestCache(store, None, jobs)
+                cache = ManifestCache(store, None, jobs, full=False)
                 _mark_repository(fresh, cache, late, False)
                 if not late.complete:
                     return set(digests)

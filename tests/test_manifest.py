@@ -96,3 +96,5 @@ def test_a_pickled_manifest_comes_back_equal_with_shared_strings():
     # the strings of another process's manifest are this interpreter's shared ones again
     assert back[0].blobs[1].digest is sys.intern(B) and back[0].subject.digest is sys.intern(A)
     assert back[0].blobs[0].media_type is sys.intern("x")
+    refs = pickle.loads(pickle.dumps(m.references()))
+    assert refs == (((A, B, C), (), A)) and refs.blobs[2] is sys.intern(C)

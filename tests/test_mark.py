@@ -4,7 +4,7 @@ import pytest
 
 from regstore import layout
 from regstore.inventory import take_inventory
-from regstore.manifest import DOCKER_LIST, OCI_MANIFEST
+from regstore.manifest import DOCKER_LIST, OCI_MANIFEST, Manifest
 from regstore.mark import mark
 from regstore.store import FilesystemStore
 from tests.builders import StoreBuilder, build_store
@@ -163,7 +163,7 @@ def test_the_inventory_is_the_same_whatever_the_number_of_processes(tmp_path):
         assert any(f.kind == "symlink" for f in many.blocking)
 
 
-def test_the_mark_is_the_same_whatever_the_number_of_processes(tmp_path):
+def test_the_mark_is_the_same_whatever_the_processes_and_what_it_keeps_of_manifests(tmp_path):
     from tests.support import copy_fixture
 
     root = copy_fixture("mixed", tmp_path / "mixed")
@@ -171,9 +171,13 @@ def test_the_mark_is_the_same_whatever_the_number_of_processes(tmp_path):
     inv = take_inventory(store)
     for delete_untagged in (False, True):
         one = mark(store, inv, delete_untagged, jobs=1, processes=1)
-        for processes in (2, 3):
-            many = mark(store, inv, delete_untagged, jobs=4, processes=processes)
-            assert many.manifests == one.manifests and len(many.manifests) > 20
+        for processes, full in ((2, True), (3, True), (1, False), (2, False)):
+            many = mark(store, inv, delete_untagged, jobs=4, processes=processes, full=full)
+            if full:
+                assert many.manifests == one.manifests and len(many.manifests) > 20
+            else:  # only the references of each manifest are kept
+                assert many.manifests == {d: m.references() if isinstance(m, Manifest) else m
+                                          for d, m in one.manifests.items()}
             assert (many.marked, many.live, many.dead, many.problems) == \
                 (one.marked, one.live, one.dead, one.problems)
 
