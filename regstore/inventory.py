@@ -35,7 +35,12 @@ Progress = Callable[[int], None]
 _REPO_PARTS = ("_manifests", "_layers", "_uploads")
 
 
-@dataclass
+# The index of a tag with no history listed: one shared empty set, not one per tag (a store
+# has a tag for every ten blobs, and an empty set is 216 bytes).
+_NO_HISTORY: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
 class Tag:
     """A tag: where ``current`` points (None if its link is absent or unreadable) and the
     digests its index holds."""
@@ -43,12 +48,18 @@ class Tag:
     name: str
     key: str  # the tag's directory
     current: str | None = None
-    index: set[str] = field(default_factory=set)
+    index: set[str] | frozenset[str] = _NO_HISTORY
     valid_name: bool = True
     bad_link: bool = False  # current exists but does not hold a digest
 
+    def held(self, digest: str) -> None:
+        """Note that the tag's index holds ``digest``."""
+        if not isinstance(self.index, set):
+            self.index = set(self.index)
+        self.index.add(digest)
 
-@dataclass
+
+@dataclass(slots=True)
 class Repository:
     name: str
     revisions: set[str] = field(default_factory=set)
@@ -254,7 +265,8 @@ def _interned(repo: Repository, notes: _Notes) -> tuple[Repository, _Notes]:
     repo.layers = {intern(d) for d in repo.layers}
     for tag in repo.tags.values():
         tag.current = intern(tag.current) if tag.current else tag.current
-        tag.index = {intern(d) for d in tag.index}
+        if tag.index:
+            tag.index = {intern(d) for d in tag.index}
     return repo, notes
 
 
@@ -423,7 +435,7 @@ def _scan_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool,
         if len(parts) == 4 and parts[0] == "index" and parts[3] == "link" and f.kind == "file":
             digest = layout.digest_from_parts(parts[1], parts[2])
             if digest:
-                tag.index.add(digest)
+                tag.held(digest)
                 continue
         _stray(notes, repo, "tags", f.key)
     _note_invalid_tag_names(notes, repo)
@@ -490,7 +502,7 @@ def _list_tag_index(store: Store, notes: _Notes, repo: Repository, tag: Tag, top
         names = [e.name for e in entries]
         for entry, digest in zip(entries, layout.digests_from_names(alg.name, names)):
             if digest is not None and entry.kind == "dir":
-                tag.index.add(digest)
+                tag.held(digest)
             else:
                 _stray(notes, repo, "tags", f"{where}/{entry.name}")
 
