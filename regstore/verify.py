@@ -170,7 +170,7 @@ from regstore import layout
 from regstore.findings import ERROR, HINT, SEVERITIES, WARNING, Finding, printable
 from regstore.holding import Held
 from regstore.inventory import Inventory, Repository, Tag, take_inventory
-from regstore.pool import processes_for
+from regstore.pool import IOPool, processes_for
 from regstore.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, ManifestError, \
     parse_manifest
 from regstore.quarantine import Quarantine, QuarantineError
@@ -405,17 +405,18 @@ class _Run:
             orphan_blobs=orphans, orphan_bytes=orphan_bytes)
 
     def _map(self, fn: Callable[[_T], _R], items: list[_T]) -> Iterator[_R]:
-        """``fn`` over ``items`` in ``jobs`` threads, results in order, as they come: a batch
-        at a time, so that a store of millions of blobs never has millions of futures."""
+        """``fn`` over ``items`` in ``jobs`` threads once the store makes the work wait
+        (:class:`IOPool`), results in order, as they come: a batch at a time, so that a store
+        of millions of blobs never has millions of futures."""
         if self.jobs == 1 or len(items) < 2:
             yield from map(fn, items)
             return
-        pool = ThreadPoolExecutor(max_workers=self.jobs)
+        pool = IOPool(self.jobs)
         try:
             for start in range(0, len(items), MAP_BATCH):
-                yield from pool.map(fn, items[start:start + MAP_BATCH])
+                yield from pool.imap(fn, items[start:start + MAP_BATCH])
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.close()
 
     # --- 1. the blob tree ---------------------------------------------------------------
 
