@@ -127,13 +127,16 @@ def fork_map(fn: Callable[[list[_T]], list[_R]], items: Iterable[_T],
         while children:
             pid, fd = children[0]
             with os.fdopen(fd, "rb") as pipe:
-                data = pipe.read()
+                # Unpickled as it arrives: the whole payload is never held as bytes too.
+                try:
+                    ok, payload = pickle.load(pipe)
+                except Exception as exc:  # cut short: the child died while sending
+                    ok, payload = False, f"its result could not be read ({exc!r})"
             _, status = os.waitpid(pid, 0)
             children.pop(0)
-            if not data or status != 0:
-                raise ForkError(pickle.loads(data) if data else
-                                f"a worker process ended with status {status} and no result")
-            results.append(pickle.loads(data))
+            if not ok or status != 0:
+                raise ForkError(f"a worker process ended with status {status}: {payload}")
+            results.append(payload)
     finally:
         for pid, fd in children:
             os.close(fd)
@@ -155,13 +158,14 @@ def _fork_child(fn: Callable[[list[_T]], list[_R]], part: list[_T]) -> tuple[int
     code = 1
     try:
         os.close(read_end)
-        try:
-            payload = pickle.dumps(fn(part), pickle.HIGHEST_PROTOCOL)
-            code = 0
-        except BaseException:  # sent to the parent, which raises it
-            payload = pickle.dumps(traceback.format_exc())
         with os.fdopen(write_end, "wb") as pipe:
-            pipe.write(payload)
+            try:
+                result = fn(part)
+                # Pickled straight into the pipe, never whole in memory.
+                pickle.dump((True, result), pipe, pickle.HIGHEST_PROTOCOL)
+                code = 0
+            except BaseException:  # sent to the parent, which raises it
+                pickle.dump((False, traceback.format_exc()), pipe)
     finally:
         os._exit(code)
 

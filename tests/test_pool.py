@@ -105,3 +105,18 @@ def test_a_failure_in_any_share_raises_and_leaves_no_child(failing):
         fork_map(share, range(10), 2)
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # every child was reaped
+
+
+def test_large_results_stream_back_and_an_unpicklable_one_is_a_fork_error():
+    big = fork_map(lambda xs: [bytes([x]) * (1 << 20) for x in xs], range(8), 2)
+    assert big == [bytes([x]) * (1 << 20) for x in range(8)]  # 8 MiB through the pipes
+
+    def share(items):
+        # a child's result cannot be pickled halfway through its share
+        return [x if x < 4 or os.getpid() == parent else (lambda: x) for x in items]
+
+    parent = os.getpid()
+    with pytest.raises(ForkError, match="status"):
+        fork_map(share, range(10), 2)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every child was reaped
