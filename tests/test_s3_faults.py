@@ -33,6 +33,12 @@ pytestmark = [pytest.mark.ceph, pytest.mark.registry]
 V2 = "store/docker/registry/v2/"
 
 
+@pytest.fixture(autouse=True)
+def through_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hooks below are botocore's: every request goes through boto3 here."""
+    monkeypatch.setenv("REGSTORE_S3_CLIENT", "boto3")
+
+
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,18 @@ trailing slashes trimmed, the path appended, leading slashes trimmed). S3 has no
   (``_uploads/<id>``) also aborts its unfinished multipart upload (the driver writes upload
   data part by part; it is no object until the push completes).
 
+Requests go through one of two clients with the same methods and answers (:func:`open_client`):
+:class:`~regstore.store.s3wire.WireClient`, which makes the read requests itself over
+``http.client`` and hands writes to boto3, for configs with an access key and signature
+version 4 (see that module for exactly which); boto3 for everything else.
+
 Every listing is checked to be whole: a page that says it is truncated without a continuation
 token, a token that comes back twice, or a key outside the prefix asked for fails the listing
-(:class:`StoreError`), so a caller never mistakes part of a prefix for all of it. Throttling
-and 5xx answers are retried by botocore (standard mode, exponential backoff with jitter, 10
-attempts), and when botocore gives up (its retry quota runs dry under sustained throttling) by
-regstore itself, 5 more times with a backoff of up to 30 s, before a request fails.
+(:class:`StoreError`), so a caller never mistakes part of a prefix for all of it. Throttling,
+5xx answers and broken connections are retried by the client (10 attempts, exponential
+backoff with jitter, while its retry budget lasts: botocore's standard mode, or the light
+client's own), and when the client gives up (its budget runs dry under sustained throttling)
+by regstore itself, 5 more times with a backoff of up to 30 s, before a request fails.
 
 Nothing is ever deleted outside ``<rootdirectory>/docker/registry/v2/``: keys are checked as
 the filesystem store checks them, and every object key a removal lists is checked again to lie
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import email.utils
 import io
+import os
 from datetime import datetime, timezone
 import random
 import re
@@ -54,9 +61,6 @@ DEFAULT_ATTEMPTS = 10  # botocore's attempts per request, the first included
 # (capped at 30 s, with jitter), before the request fails.
 OUTER_ATTEMPTS = 5
 OUTER_BACKOFF = 1.0
-_THROTTLING_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException",
-                               "RequestLimitExceeded", "TooManyRequests", "RequestTimeout",
-                               "InternalError", "ServiceUnavailable"})
 STATE_DIR = ".regstore"
 _STATE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
@@ -94,6 +98,21 @@ class S3Settings:
 def _s3_path(rootdirectory: str, path: str) -> str:
     # distribution 2.8 s3-aws: strings.TrimLeft(strings.TrimRight(root, "/")+path, "/")
     return (rootdirectory.rstrip("/") + path).lstrip("/")
+
+
+def open_client(settings: S3Settings, jobs: int = 8) -> Any:
+    """The client a store of ``settings`` makes its requests with: the light client of
+    :mod:`regstore.store.s3wire` where it serves such settings (it makes boto3's client for
+    writes when the first one comes), else a boto3 client (:func:`connect`)."""
+    from regstore.store import s3wire
+
+    if s3wire.unsupported(settings, os.environ) is not None:
+        return connect(settings, jobs)
+    try:
+        return s3wire.WireClient(settings, attempts=DEFAULT_ATTEMPTS,
+                                 fallback=lambda: connect(settings, jobs))
+    except s3wire.S3ProtocolError as exc:
+        raise StoreError("", str(exc)) from None
 
 
 def connect(settings: S3Settings, jobs: int = 8, retries: int | None = None) -> Any:
@@ -168,7 +187,12 @@ def _describe(exc: Exception) -> str:
 
 def _transient(exc: Exception) -> bool:
     """Whether a failed request may succeed when tried again (throttling, 5xx, connection)."""
-    if _status(exc) in (429, 500, 502, 503, 504) or _error_code(exc) in _THROTTLING_CODES:
+    transient = getattr(exc, "transient", None)  # the light client's errors say
+    if transient is not None:
+        return bool(transient)
+    from regstore.store.s3wire import transient_answer
+
+    if transient_answer(_status(exc), _error_code(exc)):
         return True
     try:
         from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -246,7 +270,7 @@ class S3Store:
     """
 
     flat_walk = True
-    forkable = False  # a boto3 client's connections and threads do not survive a fork
+    forkable = False  # a client's kept connections and threads do not survive a fork
 
     def __init__(self, client: Any, bucket: str, rootdirectory: str = "", *,
                  writable: bool = False, jobs: int = 8) -> None:
@@ -269,7 +293,7 @@ class S3Store:
     @classmethod
     def from_settings(cls, settings: S3Settings, *, writable: bool = False,
                       jobs: int = 8) -> "S3Store":
-        return cls(connect(settings, jobs), settings.bucket, settings.rootdirectory,
+        return cls(open_client(settings, jobs), settings.bucket, settings.rootdirectory,
                    writable=writable, jobs=jobs)
 
     @property
