@@ -639,11 +639,12 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> N
                 for name, files in _walk_prefixes(store, f"{top}/{alg_name}", names,
                                                   pool).items():
                     walked[alg_name, name] = files
-            listings: list[Any] = [_grouped(walked[p], f"{top}/{p[0]}/{p[1]}")
-                                   for p in prefixes]
+            listings: Iterable[Any] = [_grouped(walked[p], f"{top}/{p[0]}/{p[1]}")
+                                       for p in prefixes]
         else:
-            listings = pool.map(lambda p: _list_prefix(store, f"{top}/{p[0]}/{p[1]}"),
-                                prefixes)
+            # One prefix at a time: all listings at once were a transient 180 bytes a blob.
+            listings = pool.imap(lambda p: _list_prefix(store, f"{top}/{p[0]}/{p[1]}"),
+                                 prefixes)
         for (alg_name, prefix_name), listing in zip(prefixes, listings):
             where = f"{top}/{alg_name}/{prefix_name}"
             if isinstance(listing, StoreError):
