@@ -272,13 +272,16 @@ def _interned(repo: Repository, notes: _Notes) -> tuple[Repository, _Notes]:
 
 def _scan_part(store: Store, part: list[tuple[Repository, dict[str, str]]],
                jobs: int, history: bool) -> list[tuple[Repository, _Notes]]:
-    """Scan a share of the repositories (in a process of :func:`fork_map`), with a thread
-    pool of this process's own."""
-    reads = IOPool(jobs)
+    """Scan a share of the repositories (in a process of :func:`fork_map`), with thread
+    pools of this process's own: one for the repositories (on a cold disk each listing waits
+    on a seek, and several repositories at once keep the disk busy), one for the tag links
+    each repository reads (a pool of its own: a repository's task waits on them)."""
+    pool, reads = IOPool(jobs), IOPool(jobs)
     try:
-        return [(repo, _scan_repository(store, repo, kinds, reads, history))
-                for repo, kinds in part]
+        return pool.map(lambda item: (item[0], _scan_repository(store, *item, reads, history)),
+                        part)
     finally:
+        pool.close()
         reads.close()
 
 
