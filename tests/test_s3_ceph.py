@@ -10,6 +10,9 @@ registry after a real sweep.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,6 +28,8 @@ from tests.support.registry import (assert_blob_gone, assert_manifest_gone, pull
 from tests.test_gc_realregistry import assert_agrees_with_registry_gc, kept_by_regstore_only
 
 pytestmark = [pytest.mark.ceph, pytest.mark.registry]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 V2 = "store/docker/registry/v2/"
 
@@ -165,6 +170,19 @@ def test_tag_links_are_known_from_their_etag_and_read_when_not(ceph, mixed_s3, t
             for t in repo.tags.values()}
     assert tags == {(t["repo"], t["tag"]): t["digest"] for t in mixed_s3.record["tags"]}
     assert tags["tools", "stable"] == target.decode()
+
+
+@pytest.mark.parametrize("forced", [False, True], ids=["light", "boto3"])
+def test_a_dry_run_reads_without_importing_boto3(mixed_s3, forced):
+    code = ("import sys; from regstore.cli import main; "
+            f"code = main(['gc', '--dry-run', '-q', {str(mixed_s3.config)!r}]); "
+            "print(code, 'boto3' in sys.modules, 'botocore' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "REGSTORE_S3_CLIENT"}
+    if forced:
+        env["REGSTORE_S3_CLIENT"] = "boto3"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=120)
+    assert out.stdout.split() == ["0", str(forced), str(forced)], out.stderr
 
 
 # --- real sweeps --------------------------------------------------------------------------

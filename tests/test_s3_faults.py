@@ -1,44 +1,43 @@
-"""Faults on a real S3 store: errors, throttling and broken listings mid-mark, and the lock.
+"""Faults on a real S3 store: errors, throttling, broken connections and listings mid-mark,
+and the lock.
 
-Faults are injected into regstore's own boto3 client with botocore's event hooks, on the real
-Ceph: ``before-send`` answers a request with an error response instead of sending it (botocore
-then retries it as it would a real one), ``after-call`` changes what a listing returned. Each
-fault that leaves regstore unable to know what is live must end in exit code 6 with the prefix
-named, and the bucket byte for byte as it was.
+Faults are injected by a relay on 127.0.0.1 between regstore and the real Ceph
+(tests/support/s3relay.py): regstore's config points at the relay, which answers chosen
+requests with an error, resets their connection, cuts a body off or changes a listing, and
+passes everything else on. Each test runs with both clients regstore may use: the light client
+(``light``) and boto3 (``REGSTORE_S3_CLIENT=boto3``). Each fault that leaves regstore unable
+to know what is live must end in exit code 6 with the prefix named, and the bucket byte for
+byte as it was.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-import urllib.parse
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
-from botocore.awsrequest import AWSResponse
 from botocore.retries.standard import ExponentialBackoff
 
 import regstore.store.s3 as s3_module
+import regstore.store.s3wire as s3wire
+from regstore.config import load_config, s3_settings
 from regstore.errors import Locked
 from regstore.lock import S3StoreLock
 from regstore.store.base import StoreError
-from regstore.store.s3 import S3Store
+from regstore.store.s3 import S3Settings, S3Store
 from tests.support import run_json
 from tests.support.ceph import Ceph
+from tests.support.registry import write_config
+from tests.support.s3relay import Answer, CutBody, Fault, FaultRelay, Request, Reset, Rewrite
 
 pytestmark = [pytest.mark.ceph, pytest.mark.registry]
 
 V2 = "store/docker/registry/v2/"
-
-
-@pytest.fixture(autouse=True)
-def through_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The hooks below are botocore's: every request goes through boto3 here."""
-    monkeypatch.setenv("REGSTORE_S3_CLIENT", "boto3")
-
-
 
 
 @pytest.fixture(scope="module")
@@ -52,184 +51,269 @@ def store(ceph: Ceph, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespa
     return SimpleNamespace(bucket=bucket, record=record, orphan=orphan, work=work)
 
 
-def config_for(ceph: Ceph, bucket: str, path: Path) -> Path:
-    return ceph.config(path, bucket, readonly=True)
+@pytest.fixture(params=["light", "boto3"])
+def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which client regstore makes its requests with; retries back off a hundredth of the
+    usual (botocore's throttling backoff starts at up to 1 s)."""
+    if request.param == "boto3":
+        monkeypatch.setenv("REGSTORE_S3_CLIENT", "boto3")
+    else:
+        monkeypatch.delenv("REGSTORE_S3_CLIENT", raising=False)
+    monkeypatch.setitem(ExponentialBackoff._DEFAULT_BACKOFF_CONFIG, "throttling_base_scale",
+                        0.01)
+    monkeypatch.setattr(s3wire, "BACKOFF", 0.01)
+    monkeypatch.setattr(s3_module, "OUTER_BACKOFF", 0.01)
+    return str(request.param)
 
 
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, **kwargs: Any) -> Any:
-        yield self.body
-
-
-def error_response(status: int, code: str) -> AWSResponse:
-    body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
-            f"<Message>injected by the test</Message></Error>").encode()
-    return AWSResponse("http://injected", status, {"Content-Type": "application/xml"}, _Raw(body))
+@contextmanager
+def relayed(ceph: Ceph, bucket: str, path: Path,
+            decide: Callable[[Request], Fault | None] | None = None,
+            **options: Any) -> Iterator[tuple[Path, FaultRelay]]:
+    """A read-only registry config for ``bucket`` whose endpoint is a fault relay."""
+    relay = FaultRelay(ceph.endpoint, decide, **options)
+    with relay as endpoint:
+        relay_config = write_config(path, None, readonly=True, s3={
+            **ceph.s3_params(bucket), "regionendpoint": endpoint})
+        yield relay_config, relay
 
 
-def inject(monkeypatch: pytest.MonkeyPatch, before_send: Callable[..., Any] | None = None,
-           after_list: Callable[..., None] | None = None, retries: int = 4) -> list[str]:
-    """Make every client regstore connects with carry the hooks; returns the log of injected
-    faults."""
-    real_connect = s3_module.connect
-    log: list[str] = []
-
-    def connect(settings: Any, jobs: int = 8, retries_: int | None = None) -> Any:
-        client = real_connect(settings, jobs, retries)
-        if before_send is not None:
-            client.meta.events.register("before-send.s3", lambda request, **kw:
-                                        before_send(request, log))
-        if after_list is not None:
-            client.meta.events.register("after-call.s3.ListObjectsV2",
-                                        lambda parsed, **kw: after_list(parsed, log))
-        return client
-
-    monkeypatch.setattr(s3_module, "connect", connect)
-    return log
+def unreadable(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [f for f in report["findings"] if f["kind"] == "unreadable"]
 
 
-def listing_prefix(request: Any) -> str | None:
-    query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.url).query)
-    if request.method == "GET" and query.get("list-type") == ["2"]:
-        return query.get("prefix", [""])[0]
-    return None
+# --- failing listings ------------------------------------------------------------------------
 
 
 def test_a_failing_blob_listing_stops_the_sweep_before_any_deletion(ceph, store, tmp_path,
-                                                                      monkeypatch):
+                                                                      monkeypatch, client):
     bucket = ceph.copy_store(store.bucket)
     before = ceph.keys(bucket)
     broken = f"{V2}blobs/sha256/"  # the flat listing of the blob store (a small one)
 
-    def fail(request: Any, log: list[str]) -> AWSResponse | None:
-        if listing_prefix(request) == broken and "delimiter=" not in request.url:
-            log.append(broken)
-            return error_response(500, "InternalError")
+    def fail(request: Request) -> Fault | None:
+        if request.listing_prefix == broken and "delimiter" not in request.query:
+            return Answer(500, "InternalError")
         return None
 
-    monkeypatch.setattr(s3_module, "OUTER_BACKOFF", 0.01)
-    log = inject(monkeypatch, fail)
+    monkeypatch.setattr(s3_module, "DEFAULT_ATTEMPTS", 4)
     time.sleep(1.1)
-    code, report, err = run_json(["gc", "--min-age", "1s", str(config_for(ceph, bucket,
-                                                                      tmp_path / "c.yml"))])
+    with relayed(ceph, bucket, tmp_path / "c.yml", fail) as (config, relay):
+        code, report, err = run_json(["gc", "--min-age", "1s", str(config)])
     assert code == 6, (report, err)
-    assert len(log) == 4 * s3_module.OUTER_ATTEMPTS, "retried before giving up"
-    unreadable = [f for f in report["findings"] if f["kind"] == "unreadable"]
-    assert unreadable and broken.rstrip("/").removeprefix(V2) in unreadable[0]["path"]
-    assert broken in unreadable[0]["message"] and "InternalError" in unreadable[0]["message"]
+    assert len(relay.log) == 4 * s3_module.OUTER_ATTEMPTS, "retried before giving up"
+    found = unreadable(report)
+    assert found and broken.rstrip("/").removeprefix(V2) in found[0]["path"]
+    assert broken in found[0]["message"] and "InternalError" in found[0]["message"]
     assert report["complete"] is False
     assert ceph.keys(bucket) == before
 
 
-def test_throttling_is_retried_and_changes_nothing(ceph, store, tmp_path, monkeypatch):
-    config = config_for(ceph, store.bucket, tmp_path / "c.yml")
-    code, calm, _ = run_json(["gc", "--dry-run", "-m", "--min-age", "0", str(config)])
-    assert code == 0
-    # botocore's backoff for throttling starts at up to 1 s; a hundredth keeps the test short.
-    monkeypatch.setitem(ExponentialBackoff._DEFAULT_BACKOFF_CONFIG, "throttling_base_scale",
-                        0.01)
-    monkeypatch.setattr(s3_module, "OUTER_BACKOFF", 0.01)
-    seen: dict[str, int] = {}
-    lock = threading.Lock()
+def test_a_listing_whose_connection_always_breaks_sweeps_nothing(ceph, store, tmp_path,
+                                                                  monkeypatch, client):
+    bucket = ceph.copy_store(store.bucket)
+    before = ceph.keys(bucket)
+    broken = f"{V2}blobs/sha256/"
 
-    def throttle(request: Any, log: list[str]) -> AWSResponse | None:
-        # Every request is refused with 503 SlowDown three times, then let through: more
-        # than botocore's retry quota allows for so many, so regstore's own retries count.
-        key = f"{request.method} {request.url}"
-        with lock:
-            seen[key] = seen.get(key, 0) + 1
-            if seen[key] <= 3:
-                log.append(key)
-                return error_response(503, "SlowDown")
+    def reset(request: Request) -> Fault | None:
+        if request.listing_prefix == broken and "delimiter" not in request.query:
+            return Reset()
         return None
 
-    log = inject(monkeypatch, throttle, retries=3)
-    code, throttled, _ = run_json(["gc", "--dry-run", "-m", "--min-age", "0", str(config)])
-    assert code == 0, throttled["findings"]
-    assert len(log) > 150  # three refusals for each of the run's requests
-    assert throttled["items"] == calm["items"] and throttled["summary"] == calm["summary"]
+    monkeypatch.setattr(s3_module, "DEFAULT_ATTEMPTS", 2)
+    time.sleep(1.1)
+    with relayed(ceph, bucket, tmp_path / "c.yml", reset) as (config, relay):
+        code, report, err = run_json(["gc", "--min-age", "1s", str(config)])
+    assert code == 6, (report, err)
+    assert len(relay.log) >= 2 * s3_module.OUTER_ATTEMPTS
+    found = unreadable(report)
+    assert found and broken in found[0]["message"]
+    assert ceph.keys(bucket) == before
 
 
-def test_throttling_that_never_ends_mid_mark_sweeps_nothing(ceph, store, tmp_path,
-                                                           monkeypatch):
+def test_a_truncated_listing_is_an_incomplete_mark(ceph, store, tmp_path, client):
     bucket = ceph.copy_store(store.bucket)
     before = ceph.keys(bucket)
 
-    def throttle_manifests(request: Any, log: list[str]) -> AWSResponse | None:
-        # The manifests regstore reads to mark: one of them is always throttled.
-        if request.method == "GET" and "/blobs/sha256/" in request.url and \
-                request.headers.get("Range") and store.record["tags"][0]["digest"][7:] in \
-                request.url:
-            log.append(request.url)
-            return error_response(503, "SlowDown")
+    def truncated(body: bytes) -> bytes:
+        body = body.replace(b"<IsTruncated>false</IsTruncated>", b"<IsTruncated>true</IsTruncated>")
+        return re.sub(rb"<NextContinuationToken>[^<]*</NextContinuationToken>", b"", body)
+
+    def truncate(request: Request) -> Fault | None:
+        if (request.listing_prefix or "").endswith("/_manifests/revisions/"):
+            return Rewrite(truncated)
         return None
 
-    monkeypatch.setitem(ExponentialBackoff._DEFAULT_BACKOFF_CONFIG, "throttling_base_scale",
-                        0.01)
-    monkeypatch.setattr(s3_module, "OUTER_BACKOFF", 0.01)
-    log = inject(monkeypatch, throttle_manifests)
     time.sleep(1.1)
-    code, report, err = run_json(["gc", "--min-age", "1s", str(config_for(ceph, bucket,
-                                                                      tmp_path / "c.yml"))])
+    with relayed(ceph, bucket, tmp_path / "c.yml", truncate) as (config, relay):
+        code, report, err = run_json(["gc", "-m", "--min-age", "1s", str(config)])
     assert code == 6, (report, err)
-    assert log
+    assert relay.log
+    assert any("truncated without a usable continuation token" in f["message"]
+               for f in unreadable(report))
+    assert ceph.keys(bucket) == before
+
+
+def test_a_listing_that_strays_outside_its_prefix_removes_nothing(ceph, store, tmp_path,
+                                                                   client):
+    bucket = ceph.copy_store(store.bucket)
+    ceph.client().put_object(Bucket=bucket, Key="store/elsewhere/keep",
+                             Body=b"not the registry's")
+    before = ceph.keys(bucket)
+    key = f"blobs/sha256/{store.orphan[7:9]}/{store.orphan[7:]}"
+    stray = (b"<Contents><Key>store/elsewhere/keep</Key><LastModified>2020-01-01T00:00:00.000Z"
+             b"</LastModified><ETag>&quot;0&quot;</ETag><Size>1</Size></Contents>")
+
+    def slip_in(request: Request) -> Fault | None:
+        if request.listing_prefix == f"{V2}{key}/":
+            return Rewrite(lambda body: body.replace(b"</ListBucketResult>",
+                                                     stray + b"</ListBucketResult>"))
+        return None
+
+    with relayed(ceph, bucket, tmp_path / "c.yml", slip_in) as (config, relay):
+        s3 = S3Store.from_settings(s3_settings(load_config(config, {})), writable=True)
+        assert (type(s3.client).__name__ == "WireClient") == (client == "light")
+        failed = s3.remove_trees([key])
+        assert relay.log and "outside" in failed[key]
+        assert ceph.keys(bucket) == before
+        for bad in ("../elsewhere", "blobs/../../elsewhere", "/blobs", "blobs//x", ""):
+            assert "not a plain relative path" in s3.remove_trees([bad])[bad]
+            with pytest.raises(StoreError):
+                s3.remove_tree(bad)
+    assert ceph.keys(bucket) == before
+
+
+# --- throttling, resets and broken bodies ----------------------------------------------------
+
+
+def first_tries(times: int, fault: Fault) -> Callable[[Request], Fault | None]:
+    """``fault`` for the first ``times`` tries of every request, then the request passes."""
+    seen: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def decide(request: Request) -> Fault | None:
+        key = f"{request} {request.headers.get('range', '')}"
+        with lock:
+            seen[key] = seen.get(key, 0) + 1
+            return fault if seen[key] <= times else None
+
+    return decide
+
+
+@pytest.mark.parametrize("fault", [Answer(503, "SlowDown"), Reset()], ids=["slowdown", "reset"])
+def test_throttling_and_resets_are_retried_and_change_nothing(ceph, store, tmp_path,
+                                                              monkeypatch, client, fault):
+    with relayed(ceph, store.bucket, tmp_path / "calm.yml") as (config, _):
+        code, calm, _ = run_json(["gc", "--dry-run", "-m", "--min-age", "0", str(config)])
+    assert code == 0
+    # Every request is refused three times, then let through: more than the client's own
+    # attempts allow, so regstore's retries count too.
+    monkeypatch.setattr(s3_module, "DEFAULT_ATTEMPTS", 3)
+    with relayed(ceph, store.bucket, tmp_path / "c.yml", first_tries(3, fault)) as \
+            (config, relay):
+        code, hindered, _ = run_json(["gc", "--dry-run", "-m", "--min-age", "0", str(config)])
+    assert code == 0, hindered["findings"]
+    assert len(relay.log) > 150  # three refusals for each of the run's requests
+    assert hindered["items"] == calm["items"] and hindered["summary"] == calm["summary"]
+
+
+def manifest_get(store: SimpleNamespace, request: Request) -> bool:
+    """Whether ``request`` is regstore reading the first tag's manifest to mark."""
+    return request.method == "GET" and "/blobs/sha256/" in request.path and \
+        store.record["tags"][0]["digest"][7:] in request.path and "range" in request.headers
+
+
+def test_throttling_that_never_ends_mid_mark_sweeps_nothing(ceph, store, tmp_path, client):
+    bucket = ceph.copy_store(store.bucket)
+    before = ceph.keys(bucket)
+    time.sleep(1.1)
+    with relayed(ceph, bucket, tmp_path / "c.yml",
+                 lambda r: Answer(503, "SlowDown") if manifest_get(store, r) else None) as \
+            (config, relay):
+        code, report, err = run_json(["gc", "--min-age", "1s", str(config)])
+    assert code == 6, (report, err)
+    assert relay.log
     assert any(f["kind"] == "unreadable-manifest" and "SlowDown" in f["message"]
                for f in report["findings"])
     assert ceph.keys(bucket) == before
 
 
-def test_a_truncated_listing_is_an_incomplete_mark(ceph, store, tmp_path, monkeypatch):
+def test_a_manifest_whose_body_always_breaks_off_sweeps_nothing(ceph, store, tmp_path, client):
     bucket = ceph.copy_store(store.bucket)
     before = ceph.keys(bucket)
-
-    def truncate(parsed: dict[str, Any], log: list[str]) -> None:
-        if parsed.get("Prefix", "").endswith("/_manifests/revisions/"):
-            parsed["IsTruncated"] = True
-            parsed.pop("NextContinuationToken", None)
-            log.append(parsed["Prefix"])
-
-    log = inject(monkeypatch, after_list=truncate)
     time.sleep(1.1)
-    code, report, err = run_json(["gc", "-m", "--min-age", "1s",
-                             str(config_for(ceph, bucket, tmp_path / "c.yml"))])
+    with relayed(ceph, bucket, tmp_path / "c.yml",
+                 lambda r: CutBody() if manifest_get(store, r) else None) as (config, relay):
+        code, report, err = run_json(["gc", "--min-age", "1s", str(config)])
     assert code == 6, (report, err)
-    assert log
-    assert any("truncated without a usable continuation token" in f["message"]
-               for f in report["findings"] if f["kind"] == "unreadable")
+    assert relay.log
+    assert any(f["kind"] == "unreadable-manifest" for f in report["findings"])
     assert ceph.keys(bucket) == before
 
 
-def test_a_listing_that_strays_outside_its_prefix_removes_nothing(ceph, store, tmp_path):
-    bucket = ceph.copy_store(store.bucket)
-    client = ceph.client()
-    client.put_object(Bucket=bucket, Key="store/elsewhere/keep", Body=b"not the registry's")
-    before = ceph.keys(bucket)
-    s3 = S3Store(client, bucket, "/store", writable=True)
-    key = f"blobs/sha256/{store.orphan[7:9]}/{store.orphan[7:]}"
+def test_a_blob_whose_body_breaks_off_is_unreadable_not_corrupt(ceph, store, tmp_path, client):
+    def cut(request: Request) -> Fault | None:
+        if request.method == "GET" and request.path.endswith("/data") and \
+                "/blobs/sha256/" in request.path and "range" not in request.headers:
+            return CutBody()
+        return None
 
-    def stray(parsed: dict[str, Any], **kw: Any) -> None:
-        parsed.setdefault("Contents", []).append(
-            {"Key": "store/elsewhere/keep", "Size": 1, "LastModified": time.gmtime(0)})
+    with relayed(ceph, store.bucket, tmp_path / "c.yml", cut) as (config, relay):
+        code, report, err = run_json(["verify", "--no-state", str(config)])
+    assert relay.log, "verify streamed blobs"
+    kinds = {f["kind"] for f in report["findings"]}
+    assert "blob-corrupt" not in kinds, report["findings"]
+    assert "unreadable" in kinds and code != 0, (report, err)
 
-    client.meta.events.register("after-call.s3.ListObjectsV2", stray)
-    failed = s3.remove_trees([key])
-    assert "outside" in failed[key]
-    assert ceph.keys(bucket) == before
-    for bad in ("../elsewhere", "blobs/../../elsewhere", "/blobs", "blobs//x", ""):
-        assert "not a plain relative path" in s3.remove_trees([bad])[bad]
-        with pytest.raises(StoreError):
-            s3.remove_tree(bad)
-    assert ceph.keys(bucket) == before
+
+# --- what only the light client does ----------------------------------------------------------
+
+
+def test_the_light_client_reads_a_broken_off_manifest_again(ceph, store, tmp_path, monkeypatch):
+    monkeypatch.delenv("REGSTORE_S3_CLIENT", raising=False)
+    monkeypatch.setattr(s3wire, "BACKOFF", 0.01)
+    with relayed(ceph, store.bucket, tmp_path / "calm.yml") as (config, _):
+        code, calm, _ = run_json(["gc", "--dry-run", "--min-age", "0", str(config)])
+    broken_once = first_tries(1, CutBody())
+    with relayed(ceph, store.bucket, tmp_path / "c.yml",
+                 lambda r: broken_once(r) if manifest_get(store, r) else None) as \
+            (config, relay):
+        code, report, err = run_json(["gc", "--dry-run", "--min-age", "0", str(config)])
+    assert code == 0, (report, err)
+    assert len(relay.log) == 1  # a ranged GET is read whole within the client's retries
+    assert report["items"] == calm["items"] and report["findings"] == calm["findings"]
+
+
+def test_connections_closed_while_idle_are_replaced_without_a_retry(ceph, store, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.delenv("REGSTORE_S3_CLIENT", raising=False)
+    with relayed(ceph, store.bucket, tmp_path / "calm.yml") as (config, _):
+        code, calm, _ = run_json(["gc", "--dry-run", "-m", "--min-age", "0", str(config)])
+    # One attempt per request and no retry by regstore: a replaced connection must not count.
+    monkeypatch.setattr(s3_module, "DEFAULT_ATTEMPTS", 1)
+    monkeypatch.setattr(s3_module, "OUTER_ATTEMPTS", 1)
+    with relayed(ceph, store.bucket, tmp_path / "c.yml", close_after_answer=True) as \
+            (config, relay):
+        code, report, err = run_json(["gc", "--dry-run", "-m", "--min-age", "0",
+                                      "--jobs", "2", str(config)])
+    assert code == 0, (report, err)
+    assert relay.requests > 50
+    assert report["items"] == calm["items"] and report["findings"] == calm["findings"]
 
 
 # --- the lock -----------------------------------------------------------------------------
+# Through stores opened as regstore opens them: the light client reads the lock, boto3 writes.
+
+
+def opened(ceph: Ceph, bucket: str, *, writable: bool = False) -> S3Store:
+    settings = S3Settings(bucket=bucket, region="us-east-1", rootdirectory="/store",
+                          endpoint=ceph.endpoint, accesskey=ceph.access_key,
+                          secretkey=ceph.secret_key, secure=False, path_style=True)
+    return S3Store.from_settings(settings, writable=writable)
 
 
 def test_of_runs_racing_for_the_s3_lock_exactly_one_wins(ceph, store):
-    stores = [S3Store(ceph.client(), store.bucket, "/store", writable=True) for _ in range(8)]
+    stores = [opened(ceph, store.bucket, writable=True) for _ in range(8)]
     barrier = threading.Barrier(len(stores))
     outcome: list[str] = []
 
@@ -256,34 +340,34 @@ def test_of_runs_racing_for_the_s3_lock_exactly_one_wins(ceph, store):
 
 
 def test_a_dry_run_refuses_while_a_sweep_holds_the_s3_lock(ceph, store, tmp_path):
-    s3 = S3Store(ceph.client(), store.bucket, "/store", writable=True)
+    s3 = opened(ceph, store.bucket, writable=True)
     with S3StoreLock(s3, "regstore gc -m", heartbeat=60):
-        code, report, _ = run_json(["gc", "--dry-run", str(config_for(ceph, store.bucket,
-                                                                 tmp_path / "c.yml"))])
+        code, report, _ = run_json(["gc", "--dry-run", str(ceph.config(tmp_path / "c.yml", store.bucket,
+                                                                 readonly=True))])
         assert code == 5
         assert "'regstore gc -m'" in report["error"] and "renewed" in report["error"]
         with pytest.raises(Locked):
-            S3StoreLock(S3Store(ceph.client(), store.bucket, "/store"), "regstore gc").acquire()
-    config = config_for(ceph, store.bucket, tmp_path / "c.yml")
+            S3StoreLock(opened(ceph, store.bucket), "regstore gc").acquire()
+    config = ceph.config(tmp_path / "c.yml", store.bucket, readonly=True)
     code, _, _ = run_json(["gc", "--dry-run", str(config)])
     assert code == 0
 
 
 def test_a_renewed_lock_stays_and_a_stale_one_is_taken_over(ceph, store):
-    holder_store = S3Store(ceph.client(), store.bucket, "/store", writable=True)
+    holder_store = opened(ceph, store.bucket, writable=True)
     holder = S3StoreLock(holder_store, "regstore gc", heartbeat=0.2, stale_after=1.5)
     holder.acquire()
     try:
         time.sleep(2)  # beyond stale_after, but renewed all along
         with pytest.raises(Locked):
-            S3StoreLock(S3Store(ceph.client(), store.bucket, "/store"), "regstore gc",
+            S3StoreLock(opened(ceph, store.bucket), "regstore gc",
                         stale_after=1.5).acquire()
         # The holder dies without releasing: its renewals stop.
         holder._stop.set()
         assert holder._thread is not None
         holder._thread.join()
         time.sleep(2)
-        taker = S3StoreLock(S3Store(ceph.client(), store.bucket, "/store", writable=True),
+        taker = S3StoreLock(opened(ceph, store.bucket, writable=True),
                             "regstore gc -m", heartbeat=60, stale_after=1.5)
         taker.acquire()
         assert taker.stale and "regstore gc" in taker.stale

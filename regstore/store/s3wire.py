@@ -29,7 +29,8 @@ made on first use, so that a dry run, which writes nothing, never imports boto3.
 When the light client is not used: :func:`unsupported` names the settings it leaves to boto3,
 which then makes every request: no ``accesskey``/``secretkey`` in the config (credentials from
 the AWS chain: environment, shared files, instance role); ``v4auth: false`` (signature version
-2); virtual-hosted addressing of a bucket name that is no plain DNS label; no
+2); virtual-hosted addressing on a ``regionendpoint`` (``forcepathstyle: false``) or of a
+bucket name that is no plain DNS label; no
 ``regionendpoint`` and a region outside AWS's commercial, GovCloud and China partitions, or an
 endpoint set by ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``; a proxy in the environment
 (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``); an endpoint that is no plain http(s) URL;
@@ -98,7 +99,7 @@ def unsupported(settings: Any, environ: Mapping[str, str]) -> str | None:
                 parts.fragment or parts.username or parts.password:
             return f"regionendpoint {settings.endpoint!r} is no plain http(s) URL"
         try:
-            parts.port
+            _ = parts.port  # raises for a port that is not a number in range
         except ValueError:
             return f"regionendpoint {settings.endpoint!r} has no valid port"
     else:
@@ -106,6 +107,8 @@ def unsupported(settings: Any, environ: Mapping[str, str]) -> str | None:
             return "the endpoint comes from AWS_ENDPOINT_URL"
         if not _AWS_REGION_RE.fullmatch(settings.region) or "-iso" in settings.region:
             return f"region {settings.region!r} is not in a partition the light client knows"
+    if not settings.path_style and settings.endpoint:
+        return "virtual-hosted addressing on a regionendpoint (forcepathstyle: false)"
     if not settings.path_style and not _HOST_LABEL_RE.fullmatch(settings.bucket):
         return f"bucket {settings.bucket!r} is no plain host name label"
     for name in _PROXY_VARIABLES:
@@ -287,6 +290,9 @@ class WireClient:
         self.attempts = max(1, attempts)
         self.meta = _Meta(endpoint_url(settings), settings.region)
         parts = urllib.parse.urlsplit(self.meta.endpoint_url)
+        if not settings.endpoint and settings.region == "us-east-1":
+            # AWS's first region answers on the global name too, and boto3 uses that.
+            parts = parts._replace(netloc="s3.amazonaws.com")
         base = parts.path.rstrip("/")
         if settings.path_style:
             self.host = parts.netloc
