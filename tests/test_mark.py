@@ -202,3 +202,35 @@ def test_without_tag_history_a_plain_gc_plans_the_same_and_nothing_needing_it_ru
         mark(store, light, True)
     with pytest.raises(ValueError, match="history"):
         build_plan(store, light, mark(store, light, False), PlanOptions(empty_repositories=True))
+
+
+def test_listing_marking_and_planning_in_threads_give_what_inline_work_gives(tmp_path,
+                                                                              monkeypatch):
+    """On a cold disk the pools go to threads (repositories, tag links, -m's grace check, the
+    plan's stats); forced to from the first item, the outcome is the same as inline."""
+    import time
+
+    from regstore import pool as pool_mod
+    from regstore.sweep import PlanOptions, build_plan
+    from tests.support import copy_fixture
+
+    store = FilesystemStore(copy_fixture("mixed", tmp_path / "mixed"))
+    options = PlanOptions(protect_since=time.time() - 60, uploads_before=time.time(),
+                          empty_repositories=True, jobs=4)
+
+    def run(processes):
+        inv = take_inventory(store, jobs=4, processes=processes)
+        marks = mark(store, inv, True, jobs=4, protect_since=time.time() - 60,
+                     processes=processes)
+        return inv, marks, build_plan(store, inv, marks, options)
+
+    inline = run(1)
+    monkeypatch.setattr(pool_mod, "WINDOW", 0.0)
+    monkeypatch.setattr(pool_mod, "WAITING", -1.0)  # every window counts as waiting
+    for processes in (1, 2):
+        inv, marks, plan = run(processes)
+        assert inv.repositories == inline[0].repositories and inv.blobs == inline[0].blobs
+        assert (marks.marked, marks.dead, marks.problems) == \
+            (inline[1].marked, inline[1].dead, inline[1].problems)
+        assert plan.items == inline[2].items and plan.protected == inline[2].protected
+    assert inline[2].items and any(i.kind == "manifest" for i in inline[2].items)
