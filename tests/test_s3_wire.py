@@ -3,6 +3,7 @@ listings it parses, which configs it serves, and that it addresses what boto3 ad
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
@@ -161,31 +162,41 @@ def test_configs_the_light_client_leaves_to_boto3(changes, environ, words):
     assert (reason is None) if words is None else (words in (reason or ""))
 
 
-class _Recorder:
-    """Stands in for a kept connection: records the request, answers 404."""
-
-    sock = object()
+class _Socket:
+    """Stands in for a connection's socket: keeps what is sent."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, str, dict[str, str]]] = []
+        self.sent = b""
 
-    def request(self, method: str, target: str, headers: dict[str, str]) -> None:
-        self.sent.append((method, target, headers))
-
-    def getresponse(self) -> Any:
-        class Response:
-            status, reason = 404, "Not Found"
-
-            def getheaders(self) -> list[tuple[str, str]]:
-                return [("Content-Type", "application/xml")]
-
-            def read(self) -> bytes:
-                return b"<Error><Code>NoSuchKey</Code><Message>gone</Message></Error>"
-
-        return Response()
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
 
     def close(self) -> None:
         pass
+
+
+def connection_answering(answer: bytes) -> tuple[Any, _Socket]:
+    """A kept connection of the light client whose server answers ``answer`` (raw HTTP)."""
+    connection = s3wire._Connection.__new__(s3wire._Connection)
+    sock = _Socket()
+    connection.sock = sock
+    connection.reader = io.BufferedReader(io.BytesIO(answer))  # type: ignore[arg-type]
+    return connection, sock
+
+
+def client_answering(s: S3Settings, *answers: bytes) -> tuple[WireClient, list[_Socket]]:
+    client = WireClient(s, attempts=1, fallback=lambda: None, environ={})
+    sockets = []
+    for answer in reversed(answers):
+        connection, sock = connection_answering(answer)
+        client._idle.append(connection)
+        sockets.insert(0, sock)
+    return client, sockets
+
+
+NOT_FOUND = (b"HTTP/1.1 404 Not Found\r\nContent-Type: application/xml\r\n"
+             b"Content-Length: 62\r\n\r\n"
+             b"<Error><Code>NoSuchKey</Code><Message>gone</Message></Error>\n\n")
 
 
 def botocore_url(s: S3Settings, key: str) -> str:
@@ -215,13 +226,14 @@ def test_it_addresses_what_boto3_addresses(changes, monkeypatch):
     monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
     s = settings(**changes)
     key = "r/docker/registry/v2/blobs/sha256/ab/ab cd+é/data"
-    client = WireClient(s, attempts=1, fallback=lambda: None, environ={})
-    recorder = _Recorder()
-    client._idle.append(recorder)  # type: ignore[arg-type]
+    client, (sock,) = client_answering(s, NOT_FOUND)
     with pytest.raises(S3ResponseError) as caught:
         client.get_object(Bucket=s.bucket, Key=key, Range="bytes=0-9")
     assert caught.value.code == "NoSuchKey" and caught.value.status == 404
-    method, target, headers = recorder.sent[0]
+    request_line, *lines = sock.sent.decode().split("\r\n")
+    method, target, version = request_line.split(" ")
+    headers = dict(line.split(": ", 1) for line in lines if line)
+    assert version == "HTTP/1.1" and sock.sent.endswith(b"\r\n\r\n")
     scheme = "https" if (s.endpoint or "https").startswith("https") else "http"
     assert (method, f"{scheme}://{headers['host']}{target}") == ("GET", botocore_url(s, key))
     assert client.meta.endpoint_url == connect(s).meta.endpoint_url  # verify's state file name
@@ -238,3 +250,53 @@ def test_transient_answers_are_the_ones_worth_repeating():
     assert not s3wire.transient_answer(404, "NoSuchKey")
     assert not s3wire.transient_answer(403, "SignatureDoesNotMatch")
     assert not s3wire.transient_answer(412, "PreconditionFailed")
+
+
+# --- the HTTP/1.1 it speaks ----------------------------------------------------------------------
+
+
+def get(answer: bytes, **kwargs: Any) -> tuple[dict[str, Any], WireClient]:
+    client, _ = client_answering(settings(), answer)
+    return client.get_object(Bucket="reg", Key="k", **kwargs), client
+
+
+def test_bodies_framed_by_length_or_chunks_and_the_connection_kept():
+    answer, client = get(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"x\"\r\n"
+                         b"Last-Modified: Fri, 01 Mar 2024 10:20:30 GMT\r\n\r\nhello")
+    assert answer["Body"].read() == b"hello" and answer["ETag"] == '"x"'
+    assert answer["ContentLength"] == 5 and answer["LastModified"].timestamp() == 1709288430
+    assert len(client._idle) == 1, "read to its end, the connection is kept"
+    chunked = (b"HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\n"
+               b"X-Folded: a\r\n b\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nT: x\r\n\r\n")
+    answer, client = get(chunked, Range="bytes=0-9")
+    assert answer["Body"].read() == b"abcde" and len(client._idle) == 1
+    assert answer["ResponseMetadata"]["HTTPHeaders"]["x-folded"] == "a b"
+    streamed, client = get(chunked)
+    assert [streamed["Body"].read(2) for _ in range(4)] == [b"ab", b"cd", b"e", b""]
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz"
+    assert get(interim)[0]["Body"].read() == b"z"
+
+
+def test_a_connection_the_server_closes_is_not_kept():
+    for answer in (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nz",
+                   b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nz",
+                   b"HTTP/1.1 200 OK\r\n\r\nto the end"):
+        got, client = get(answer, Range="bytes=0-9")
+        assert got["Body"].read() in (b"z", b"to the end") and client._idle == []
+
+
+@pytest.mark.parametrize("answer, words", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "5 bytes short"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", "within a chunk"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "not a chunk size"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n", "Content-Length is 'ten'"),
+    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "not a header line"),
+    (b"ICY 200 OK\r\n\r\n", "not an HTTP/1.x status line"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n", "within the headers"),
+])
+def test_what_is_not_a_whole_answer_is_a_broken_connection(answer, words):
+    for key in ({"Range": "bytes=0-9"}, {}):
+        client, _ = client_answering(settings(), answer)
+        with pytest.raises(s3wire.S3ConnectionError, match=words):
+            client.get_object(Bucket="reg", Key="k", **key)["Body"].read()
+        assert client._idle == []

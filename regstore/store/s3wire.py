@@ -3,8 +3,8 @@
 A dry run of a store of a few thousand blobs makes hundreds of small requests. Through boto3
 each one costs about 1.5 ms of CPU (request building, event hooks, signing, response parsing),
 and importing boto3 and making a client costs 0.2 s more; on a machine whose cores the S3
-server shares, that is most of the run. :class:`WireClient` makes the read requests itself
-over ``http.client``:
+server shares, that is most of the run. :class:`WireClient` makes the read requests itself,
+over sockets it keeps, speaking the little of HTTP/1.1 that S3's answers use:
 
 * ``ListObjectsV2`` (``encoding-type=url``, keys decoded), ``GetObject`` (with or without a
   ``Range``; a ranged GET is read whole inside the retry loop, a whole object is streamed, its
@@ -13,7 +13,8 @@ over ``http.client``:
   written from AWS's description of the algorithm; the payload of every request is empty);
 * over persistent HTTP/1.1 connections kept for reuse (in steady state one per thread), plain
   or TLS as the endpoint says; TLS verifies against the system's CAs or ``AWS_CA_BUNDLE``,
-  or not at all with ``skipverify``;
+  or not at all with ``skipverify``; bodies framed by ``Content-Length`` or chunked coding,
+  a body that ends early is an error, never a short object;
 * answering in the shapes boto3 answers in (the same keys, ``LastModified`` as a datetime,
   errors carrying ``response["Error"]["Code"]`` and the HTTP status), so that
   :class:`~regstore.store.s3.S3Store` treats both clients alike;
@@ -42,7 +43,6 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import hmac
-import http.client
 import os
 import random
 import re
@@ -54,6 +54,7 @@ import urllib.parse
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any, Callable, Mapping
 
 import regstore
@@ -96,7 +97,8 @@ def unsupported(settings: Any, environ: Mapping[str, str]) -> str | None:
     if settings.endpoint:
         parts = urllib.parse.urlsplit(settings.endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or \
-                parts.fragment or parts.username or parts.password:
+                parts.fragment or parts.username or parts.password or \
+                not parts.netloc.isascii():
             return f"regionendpoint {settings.endpoint!r} is no plain http(s) URL"
         try:
             _ = parts.port  # raises for a port that is not a number in range
@@ -186,9 +188,12 @@ class S3ResponseError(Exception):
 
 
 class S3ConnectionError(Exception):
-    """No answer: the connection could not be made, broke, or timed out."""
+    """No answer: the connection could not be made, broke, or timed out (``transient``), or
+    the server's TLS certificate failed verification (not)."""
 
-    transient = True
+    def __init__(self, message: str, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class S3ProtocolError(Exception):
@@ -238,42 +243,31 @@ class _Stream:
     :class:`S3ConnectionError` when the connection ends before ``Content-Length`` bytes came.
     Read to its end, the connection goes back to the client for reuse."""
 
-    def __init__(self, client: "WireClient", connection: http.client.HTTPConnection,
-                 response: http.client.HTTPResponse) -> None:
+    def __init__(self, client: "WireClient", connection: "_Connection",
+                 answer: "_Answer") -> None:
         self._client = client
-        self._connection: http.client.HTTPConnection | None = connection
-        self._response = response
-        self._left = response.length  # None when chunked
+        self._connection: _Connection | None = connection
+        self._answer = answer
 
     def read(self, amount: int | None = None) -> bytes:
-        if self._connection is None:
+        connection = self._connection
+        if connection is None:
             return b""
         try:
-            data = self._response.read(amount) if amount is not None else self._response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self._discard()
+            data = self._answer.read(amount)
+        except (OSError, _Broken) as exc:
+            self.close()
             raise S3ConnectionError(f"the body broke off: {_reason(exc)}") from None
-        if self._left is not None:
-            self._left -= len(data)
-            if not data and amount != 0 and self._left > 0:
-                self._discard()
-                raise S3ConnectionError(f"the body broke off {self._left} bytes short of "
-                                        "its Content-Length")
-        if self._response.isclosed():
-            connection, self._connection = self._connection, None
-            self._client._release(connection)
-        return data
-
-    def _discard(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
+        if self._answer.done:
             self._connection = None
+            self._client._release(connection, self._answer)
+        return data
 
     def close(self) -> None:
         # Unread bytes would be taken for the next answer: a connection closed early goes.
         if self._connection is not None:
-            self._response.close()
-            self._discard()
+            self._connection.close()
+            self._connection = None
 
 
 class WireClient:
@@ -301,7 +295,8 @@ class WireClient:
             self.host = f"{self.bucket}.{parts.netloc}"
             self.root = base
         self._address = (f"{self.bucket}.{parts.hostname}" if not settings.path_style
-                         else parts.hostname or "", parts.port)
+                         else parts.hostname or "",
+                         parts.port or (443 if parts.scheme == "https" else 80))
         self._tls: ssl.SSLContext | None = None
         if parts.scheme == "https":
             self._tls = _tls_context(settings.skipverify, environ.get("AWS_CA_BUNDLE"))
@@ -309,7 +304,7 @@ class WireClient:
         self._secret_key = settings.secretkey
         self._region = settings.region
         self._keys: dict[str, bytes] = {}
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[_Connection] = []
         self._lock = threading.Lock()
         self._fallback = fallback
         self._boto3: Any = None
@@ -399,8 +394,8 @@ class WireClient:
             attempt += 1
             cost = RetryBudget.RETRY_COST
             try:
-                answer = self._exchange(method, path, query_string, target, extra, stream,
-                                        parse)
+                head = self._head(method, path, query_string, target, extra)
+                answer = self._exchange(method, head, stream, parse)
                 self.budget.give(spent or 1)
                 return answer
             except S3ResponseError as exc:
@@ -408,42 +403,17 @@ class WireClient:
                 if not exc.transient:
                     raise
             except S3ConnectionError as exc:
+                if not exc.transient:
+                    raise
                 error, cost = exc, RetryBudget.TIMEOUT_COST
             if attempt >= self.attempts or not self.budget.take(cost):
                 raise error
             spent += cost
             time.sleep(random.random() * min(MAX_BACKOFF, BACKOFF * 2 ** (attempt - 1)))
 
-    def _exchange(self, method: str, path: str, query: str, target: str,
-                  extra: dict[str, str], stream: bool,
-                  parse: Callable[[bytes], Any] | None) -> tuple[int, dict[str, str], Any]:
-        connection, reused = self._take()
-        try:
-            try:
-                response = self._send(connection, method, path, query, target, extra)
-            except (OSError, http.client.HTTPException):
-                if not reused:
-                    raise
-                # A kept connection the server closed while it was idle: a new one, at once.
-                connection.close()
-                connection = self._take(fresh=True)[0]
-                response = self._send(connection, method, path, query, target, extra)
-            headers = {name.lower(): value for name, value in response.getheaders()}
-            status = response.status
-            if 200 <= status < 300 and stream:
-                return status, headers, _Stream(self, connection, response)
-            body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
-            raise S3ConnectionError(f"{method} {self.meta.endpoint_url}: "
-                                    f"{_reason(exc)}") from None
-        self._release(connection)
-        if not 200 <= status < 300:
-            raise _error_answer(status, response.reason, headers, body)
-        return status, headers, parse(body) if parse is not None else body
-
-    def _send(self, connection: http.client.HTTPConnection, method: str, path: str,
-              query: str, target: str, extra: dict[str, str]) -> http.client.HTTPResponse:
+    def _head(self, method: str, path: str, query: str, target: str,
+              extra: dict[str, str]) -> bytes:
+        """The request line and headers of a request, signed now."""
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         headers = {"host": self.host, "x-amz-date": amz_date,
                    "x-amz-content-sha256": EMPTY_SHA256, **extra}
@@ -451,10 +421,39 @@ class WireClient:
             method, path, query, headers, EMPTY_SHA256, access_key=self._access_key,
             key=self._signing_key(amz_date[:8]), amz_date=amz_date, region=self._region)
         headers["user-agent"] = self._agent
-        if connection.sock is None:
-            self._open(connection)
-        connection.request(method, target, headers=headers)
-        return connection.getresponse()
+        lines = [f"{method} {target} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
+        text = "\r\n".join(lines) + "\r\n\r\n"
+        if text.count("\n") != len(lines) + 1 or "\r" in text.replace("\r\n", ""):
+            raise S3ProtocolError("a request header would carry a line break")
+        return text.encode("ascii")
+
+    def _exchange(self, method: str, head: bytes, stream: bool,
+                  parse: Callable[[bytes], Any] | None) -> tuple[int, dict[str, str], Any]:
+        connection: _Connection | None = None
+        try:
+            connection, reused = self._take()
+            try:
+                connection.send(head)
+                answer = connection.answer(method)
+            except (ConnectionError, _NoAnswer):
+                if not reused:
+                    raise
+                # A kept connection the server closed while it was idle: a new one, at once.
+                connection.close()
+                connection, reused = self._take(fresh=True)
+                connection.send(head)
+                answer = connection.answer(method)
+            if 200 <= answer.status < 300 and stream:
+                return answer.status, answer.headers, _Stream(self, connection, answer)
+            body = answer.read()
+        except (OSError, _Broken) as exc:
+            if connection is not None:
+                connection.close()
+            raise _connection_error(method, self.meta.endpoint_url, exc) from None
+        self._release(connection, answer)
+        if not 200 <= answer.status < 300:
+            raise _error_answer(answer.status, answer.reason, answer.headers, body)
+        return answer.status, answer.headers, parse(body) if parse is not None else body
 
     def _signing_key(self, date: str) -> bytes:
         key = self._keys.get(date)
@@ -465,34 +464,21 @@ class WireClient:
 
     # --- connections --------------------------------------------------------------------------
 
-    def _take(self, fresh: bool = False) -> tuple[http.client.HTTPConnection, bool]:
+    def _take(self, fresh: bool = False) -> tuple["_Connection", bool]:
+        """A kept connection (and True), or a new one (and False)."""
         if not fresh:
             with self._lock:
                 if self._idle:
                     return self._idle.pop(), True
-        host, port = self._address
-        connection: http.client.HTTPConnection
-        if self._tls is not None:
-            connection = http.client.HTTPSConnection(host, port, timeout=CONNECT_TIMEOUT,
-                                                     context=self._tls)
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=CONNECT_TIMEOUT)
-        return connection, False
+        return _Connection(self._address, self._tls), False
 
-    @staticmethod
-    def _open(connection: http.client.HTTPConnection) -> None:
-        connection.timeout = CONNECT_TIMEOUT
-        connection.connect()
-        if connection.sock is not None:
-            connection.sock.settimeout(READ_TIMEOUT)
-
-    def _release(self, connection: http.client.HTTPConnection) -> None:
-        if connection.sock is None:
-            return  # the server said it closes it
-        with self._lock:
-            if len(self._idle) < MAX_IDLE:
-                self._idle.append(connection)
-                return
+    def _release(self, connection: "_Connection", answer: "_Answer") -> None:
+        """Keep ``connection`` for the next request if its answer allows."""
+        if answer.keep and answer.done:
+            with self._lock:
+                if len(self._idle) < MAX_IDLE:
+                    self._idle.append(connection)
+                    return
         connection.close()
 
     def close(self) -> None:
@@ -501,6 +487,185 @@ class WireClient:
             idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
+
+
+# --- HTTP/1.1 -----------------------------------------------------------------------------------
+# The few parts of HTTP/1.1 an S3 answer uses, over a kept socket: a status line, headers, and a
+# body framed by Content-Length or chunked transfer coding (or, from an HTTP/1.0 server, by the
+# end of the connection). http.client does the same with more generality, and spends three
+# times the CPU per request building and parsing; with the server on the same cores, that CPU
+# is taken from the server.
+
+_MAX_LINE = 65536
+_MAX_HEADERS = 200
+
+
+class _Broken(Exception):
+    """The connection broke, timed out, or carried something that is not HTTP/1.1."""
+
+
+class _NoAnswer(_Broken):
+    """The connection ended before the first byte of an answer (a kept connection the server
+    had closed while it was idle)."""
+
+
+class _Connection:
+    """One kept HTTP/1.1 connection: its socket (TLS for https) and a buffered reader."""
+
+    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext | None) -> None:
+        sock = socket.create_connection(address, timeout=CONNECT_TIMEOUT)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                sock = tls.wrap_socket(sock, server_hostname=address[0])
+            sock.settimeout(READ_TIMEOUT)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.reader = sock.makefile("rb", buffering=65536)
+
+    def send(self, head: bytes) -> None:
+        self.sock.sendall(head)
+
+    def answer(self, method: str) -> "_Answer":
+        """Read the status line and headers of the next answer (skipping 1xx ones)."""
+        first = True
+        while True:
+            line = self.reader.readline(_MAX_LINE + 1)
+            if not line:
+                if first:
+                    raise _NoAnswer("the connection closed without an answer")
+                raise _Broken("the connection closed within an answer")
+            first = False
+            parts = line.split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or \
+                    not parts[1].isdigit() or len(parts[1]) != 3:
+                raise _Broken(f"not an HTTP/1.x status line: {line[:80]!r}")
+            status = int(parts[1])
+            reason = parts[2].strip().decode("latin-1") if len(parts) > 2 else ""
+            headers = self._headers()
+            if 100 <= status < 200 and status != 101:
+                continue  # an interim answer (100 Continue): the real one follows
+            return _Answer(self, method, parts[0] == b"HTTP/1.0", status, reason, headers)
+
+    def _headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        last = ""
+        for _ in range(_MAX_HEADERS):
+            line = self.reader.readline(_MAX_LINE + 1)
+            if not line.endswith(b"\n"):
+                raise _Broken("the connection closed within the headers" if len(line) <=
+                              _MAX_LINE else "a header line is too long")
+            if line in (b"\r\n", b"\n"):
+                return headers
+            text = line.decode("latin-1").rstrip("\r\n")
+            if text[:1] in (" ", "\t") and last:
+                headers[last] += " " + text.strip()  # an obsolete folded line
+                continue
+            name, colon, value = text.partition(":")
+            if not colon or not name or name != name.strip():
+                raise _Broken(f"not a header line: {text[:80]!r}")
+            last = name.lower()
+            value = value.strip()
+            headers[last] = f"{headers[last]}, {value}" if last in headers else value
+        raise _Broken("too many header lines")
+
+    def close(self) -> None:
+        try:
+            self.reader.close()
+        finally:
+            self.sock.close()
+
+
+class _Answer:
+    """An answer's status, headers and body, read as it comes (``read``); ``keep`` says whether
+    the connection can carry another request once the body is read (``done``)."""
+
+    def __init__(self, connection: _Connection, method: str, old: bool, status: int,
+                 reason: str, headers: dict[str, str]) -> None:
+        self.reader = connection.reader
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+        self.keep = "close" not in tokens and (not old or "keep-alive" in tokens)
+        self.chunked = False
+        self.left: int | None = None  # bytes of the body still to come, when known
+        if method == "HEAD" or status in (204, 304):
+            self.left = 0
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            self.chunked = True
+            self._chunk = 0  # bytes left in the current chunk
+        elif "content-length" in headers:
+            try:
+                self.left = int(headers["content-length"])
+            except ValueError:
+                raise _Broken(f"Content-Length is {headers['content-length']!r}") from None
+            if self.left < 0:
+                raise _Broken(f"Content-Length is {self.left}")
+        else:
+            self.keep = False  # the body ends with the connection
+        self.done = self.left == 0
+
+    def read(self, amount: int | None = None) -> bytes:
+        """Up to ``amount`` bytes of the body (all that is left without), ``b""`` at its end.
+        Raises :class:`_Broken` when the connection ends before the body does."""
+        if self.done or amount == 0:
+            return b""
+        if self.chunked:
+            return self._read_chunked(amount)
+        if self.left is None:  # to the end of the connection
+            data = self.reader.read() if amount is None else self.reader.read(amount)
+            if not data:
+                self.done = True
+            return data
+        n = self.left if amount is None else min(amount, self.left)
+        data = self.reader.read(n)
+        if len(data) < n:
+            raise _Broken(f"the body broke off {self.left - len(data)} bytes short of its "
+                          "Content-Length")
+        self.left -= n
+        self.done = self.left == 0
+        return data
+
+    def _read_chunked(self, amount: int | None) -> bytes:
+        pieces: list[bytes] = []
+        want = amount
+        while want is None or want > 0:
+            if self._chunk == 0:
+                line = self.reader.readline(_MAX_LINE + 1)
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise _Broken(f"not a chunk size: {line[:40]!r}") from None
+                if size < 0:
+                    raise _Broken(f"not a chunk size: {line[:40]!r}")
+                if size == 0:
+                    self._trailers()
+                    self.done = True
+                    break
+                self._chunk = size
+            n = self._chunk if want is None else min(want, self._chunk)
+            data = self.reader.read(n)
+            if len(data) < n:
+                raise _Broken("the body broke off within a chunk")
+            pieces.append(data)
+            self._chunk -= n
+            if want is not None:
+                want -= n
+            if self._chunk == 0 and self.reader.read(2) != b"\r\n":
+                raise _Broken("a chunk does not end in CRLF")
+        return b"".join(pieces)
+
+    def _trailers(self) -> None:
+        for _ in range(_MAX_HEADERS):
+            line = self.reader.readline(_MAX_LINE + 1)
+            if not line.endswith(b"\n"):
+                raise _Broken("the connection closed within the trailers")
+            if line in (b"\r\n", b"\n"):
+                return  # trailers carry nothing this client reads
+        raise _Broken("too many trailer lines")
 
 
 class _Bytes:
@@ -535,14 +700,26 @@ def _tls_context(skipverify: bool, ca_bundle: str | None) -> ssl.SSLContext:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout):
         return "timed out"
+    if isinstance(exc, _Broken):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _connection_error(method: str, endpoint: str, exc: BaseException) -> S3ConnectionError:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return S3ConnectionError(f"{method} {endpoint}: the server's TLS certificate failed "
+                                 f"verification ({exc.verify_message}); give its CA with "
+                                 "AWS_CA_BUNDLE, or set storage.s3.skipverify", transient=False)
+    return S3ConnectionError(f"{method} {endpoint}: {_reason(exc)}")
 
 
 def _error_answer(status: int, reason: str, headers: dict[str, str],
                   body: bytes) -> S3ResponseError:
     """What an error answer says: S3's XML error document, or (a HEAD has no body) the
     status alone, as boto3 reports it (the code is the status then)."""
-    code, message = str(status), reason or http.client.responses.get(status, "")
+    code = str(status)
+    message = reason or (HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_
+                         else "")
     if body and b"<!DOCTYPE" not in body and b"<!ENTITY" not in body:
         try:
             root = ElementTree.fromstring(body)
