@@ -13,6 +13,8 @@ byte as it was.
 from __future__ import annotations
 
 import re
+import ssl
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -264,6 +266,45 @@ def test_a_blob_whose_body_breaks_off_is_unreadable_not_corrupt(ceph, store, tmp
     kinds = {f["kind"] for f in report["findings"]}
     assert "blob-corrupt" not in kinds, report["findings"]
     assert "unreadable" in kinds and code != 0, (report, err)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A self-signed certificate for 127.0.0.1, made with openssl."""
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return SimpleNamespace(cert=cert, key=key)
+
+
+@pytest.mark.parametrize("trust", ["ca-bundle", "skipverify", "nothing"])
+def test_an_https_endpoint_is_verified_as_the_config_says(ceph, store, tmp_path, monkeypatch,
+                                                         client, certificate, trust):
+    with relayed(ceph, store.bucket, tmp_path / "calm.yml") as (config, _):
+        code, calm, _ = run_json(["gc", "--dry-run", "--min-age", "0", str(config)])
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(certificate.cert, certificate.key)
+    if trust == "ca-bundle":
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(certificate.cert))
+    else:
+        monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    monkeypatch.setattr(s3_module, "DEFAULT_ATTEMPTS", 1)
+    relay = FaultRelay(ceph.endpoint, tls=server)
+    with relay as endpoint:
+        assert endpoint.startswith("https://")
+        config = write_config(tmp_path / "tls.yml", None, readonly=True, s3={
+            **ceph.s3_params(store.bucket), "regionendpoint": endpoint, "secure": True,
+            "skipverify": trust == "skipverify"})
+        code, report, err = run_json(["gc", "--dry-run", "--min-age", "0", str(config)])
+    if trust == "nothing":
+        assert code == 3, (report, err)
+        assert "certificate" in report["error"].lower() and "verif" in report["error"].lower()
+        assert relay.requests == 0
+    else:
+        assert code == 0, (report, err)
+        assert relay.requests > 50 and report["items"] == calm["items"]
 
 
 # --- what only the light client does ----------------------------------------------------------

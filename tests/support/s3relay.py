@@ -12,8 +12,9 @@ stays valid: the ``Host`` header and the request line are passed as they came):
 * :class:`CutBody`: the server's answer, its body cut off halfway and the connection closed.
 
 With ``close_after_answer`` the relay also closes every connection right after each answer,
-without announcing it, as a server does with connections it keeps idle too long. Each fault
-applied is appended to :attr:`FaultRelay.log`.
+without announcing it, as a server does with connections it keeps idle too long; with ``tls``
+(a server-side SSL context) it speaks HTTPS to regstore. Each fault applied is appended to
+:attr:`FaultRelay.log`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import socket
+import ssl
 import struct
 import threading
 import urllib.parse
@@ -80,11 +82,12 @@ class FaultRelay:
     does both)."""
 
     def __init__(self, upstream: str, decide: Callable[[Request], Fault | None] | None = None,
-                 *, close_after_answer: bool = False) -> None:
+                 *, close_after_answer: bool = False, tls: ssl.SSLContext | None = None) -> None:
         parsed = urllib.parse.urlsplit(upstream)
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.decide = decide or (lambda request: None)
         self.close_after_answer = close_after_answer
+        self.tls = tls
         self.log: list[str] = []
         self.requests = 0
         self._lock = threading.Lock()
@@ -99,9 +102,12 @@ class FaultRelay:
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def stop(self) -> None:
         if self._server is not None:
