@@ -85,13 +85,13 @@ def obj(key: str, etag: str = "&quot;9e107d9d372bb6826bd81d3542a419d6&quot;") ->
 
 
 def test_a_listing_parses_as_boto3_answers_it():
-    page = parse_listing(listing(obj("p/a%20b+c"), obj("p/plain"),
+    page = parse_listing(listing(obj("p/a%20b+c"), obj("p%2Fplain%2Fx"),
                                  "<CommonPrefixes><Prefix>p/dir%2B/</Prefix></CommonPrefixes>",
                                  truncated="true",
                                  extra="<NextContinuationToken>t+/=</NextContinuationToken>"))
     assert page["IsTruncated"] is True and page["NextContinuationToken"] == "t+/="
     assert page["Prefix"] == "p/" and page["KeyCount"] == 3
-    assert [c["Key"] for c in page["Contents"]] == ["p/a b c", "p/plain"]
+    assert [c["Key"] for c in page["Contents"]] == ["p/a b c", "p/plain/x"]  # radosgw: %2F
     first = page["Contents"][0]
     assert first["Size"] == 42 and first["ETag"] == '"9e107d9d372bb6826bd81d3542a419d6"'
     assert first["LastModified"].timestamp() == 1709288430.456

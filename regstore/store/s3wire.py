@@ -822,8 +822,9 @@ def parse_listing(body: bytes) -> dict[str, Any]:
 
 
 def _unquote(text: str) -> str:
-    # Most keys have nothing encoded: skip the call for them.
-    return urllib.parse.unquote_plus(text) if "%" in text or "+" in text else text
+    # A registry's keys have nothing encoded but their slashes (radosgw encodes those).
+    plain = text.replace("%2F", "/")
+    return urllib.parse.unquote_plus(text) if "%" in plain or "+" in plain else plain
 
 
 def _integer(text: str | None, name: str) -> int:
