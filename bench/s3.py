@@ -13,6 +13,14 @@ turns (regstore, registry, regstore, ...), ``--runs`` times each:
 Both must name the same blobs, which the report checks. Wall time, CPU time and peak RSS of
 each child come from ``bench.run.timed``; the medians are compared.
 
+regstore runs from compiled bytecode, as an installed regstore does (pip compiles it when it
+installs): its modules are compiled once into a cache in the scratch directory before the
+runs, and each run is started with that cache and without ``PYTHONDONTWRITEBYTECODE``, which
+would otherwise make every run compile regstore's sources again (about 0.1 s).
+``--no-bytecode-cache`` runs it as the environment says instead. ``--client boto3`` makes
+regstore use boto3 for every request (``REGSTORE_S3_CLIENT=boto3``) rather than its light
+client, to compare the two.
+
 radosgw on the same machine answers in about a millisecond; an S3 service across a network
 takes tens. ``--latency MS`` puts a relay between both tools and radosgw (on 127.0.0.1 too)
 that holds every request for MS milliseconds before passing it on, so the same comparison can be
@@ -29,6 +37,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -136,9 +145,24 @@ class Relay:
         self.thread.join()
 
 
+def regstore_command(pycache: Path | None, client: str) -> list[str]:
+    """How regstore is started: with its bytecode compiled into ``pycache`` first (None: as
+    the environment says), and ``REGSTORE_S3_CLIENT=boto3`` for ``client`` "boto3"."""
+    env = ["env", "-u", "REGSTORE_S3_CLIENT"]
+    if pycache is not None:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "regstore")],
+                       env={**os.environ, "PYTHONPYCACHEPREFIX": str(pycache)}, check=True,
+                       stdout=subprocess.DEVNULL)
+        env += ["-u", "PYTHONDONTWRITEBYTECODE", f"PYTHONPYCACHEPREFIX={pycache}"]
+    if client == "boto3":
+        env.append("REGSTORE_S3_CLIENT=boto3")
+    return [*env, sys.executable, "-m", "regstore"]
+
+
 def measure(config: Path, runs: int, jobs: int | None, registry: str, tmp: Path,
-            say: Callable[[str], None], timeout: float) -> dict[str, Any]:
-    regstore_argv = [sys.executable, "-m", "regstore", "gc", "--dry-run", "--min-age", "0",
+            say: Callable[[str], None], timeout: float,
+            regstore: Sequence[str]) -> dict[str, Any]:
+    regstore_argv = [*regstore, "gc", "--dry-run", "--min-age", "0",
                      "--json", *(["--jobs", str(jobs)] if jobs else []), str(config)]
     registry_argv = ["env", "-u", "AWS_CA_BUNDLE", registry, "garbage-collect", "--dry-run",
                      str(config)]
@@ -169,10 +193,14 @@ def markdown(doc: dict[str, Any]) -> str:
     r = doc["result"]
     latency = (f"every request held {doc['latency_ms']:g} ms by a relay, as across a network"
                if doc["latency_ms"] else "no added latency")
+    how = (f"regstore's {doc['client']} client, "
+           + ("from cached bytecode" if doc["bytecode_cache"] else "bytecode as the "
+              "environment says"))
     lines = [
         f"S3 store: {doc['blobs']} blobs ({doc['objects']} objects) in a bucket of a "
         f"single-node Ceph {doc['ceph']} (radosgw on 127.0.0.1, objects in memory; "
-        f"{latency}); {doc['runs']} runs each, alternating; {doc['machine']}.",
+        f"{latency}); {how}; {doc['runs']} runs each, alternating; {doc['machine']}; "
+        f"load average {doc['load_before']:.2f} before, {doc['load_after']:.2f} after.",
         "",
         "| tool | median | min | max | peak RSS |",
         "|---|---|---|---|---|",
@@ -205,6 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS")
     parser.add_argument("--latency", type=float, default=0.0, metavar="MS",
                         help="hold every request this long on its way to radosgw (default 0)")
+    parser.add_argument("--client", choices=("light", "boto3"), default="light",
+                        help="the S3 client regstore uses (default: its light client; boto3 "
+                             "sets REGSTORE_S3_CLIENT=boto3)")
+    parser.add_argument("--no-bytecode-cache", action="store_true",
+                        help="run regstore as the environment says (e.g. compiling its sources "
+                             "on every run under PYTHONDONTWRITEBYTECODE=1)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -214,8 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from tests.support.ceph import Ceph
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="regstore-bench-s3-") as scratch:
         work = Path(scratch)
+        regstore = regstore_command(None if args.no_bytecode_cache else work / "pycache",
+                                    args.client)
         ceph = Ceph(work / "ceph")
         say("starting Ceph (scripts/ceph-s3.sh)")
         ceph.start()
@@ -233,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       ceph.secret_key, bucket)
                 (work / "runs").mkdir()
                 result = measure(config, args.runs, args.jobs, args.registry, work / "runs",
-                                 say, args.timeout)
+                                 say, args.timeout, regstore)
             finally:
                 if relay:
                     relay.stop()
@@ -242,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     version = os.popen("ceph --version 2>/dev/null").read().split()
     doc = {
         "blobs": args.blobs, "objects": objects, "runs": args.runs, "latency_ms": args.latency,
+        "client": args.client, "bytecode_cache": not args.no_bytecode_cache,
+        "load_before": load_before, "load_after": os.getloadavg()[0],
         "ceph": version[2] if len(version) > 2 else "?",
         "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, "
                    f"Python {platform.python_version()}",
