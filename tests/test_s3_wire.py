@@ -300,3 +300,17 @@ def test_what_is_not_a_whole_answer_is_a_broken_connection(answer, words):
         with pytest.raises(s3wire.S3ConnectionError, match=words):
             client.get_object(Bucket="reg", Key="k", **key)["Body"].read()
         assert client._idle == []
+
+
+@pytest.mark.parametrize("text, when", [
+    ("Fri, 01 Mar 2024 10:20:30 GMT", 1709288430),
+    ("Friday, 01-Mar-24 10:20:30 GMT", 1709288430),  # RFC 850, obsolete
+    ("Fri Mar  1 10:20:30 2024", 1709288430),  # asctime, obsolete
+    ("Fri, 01 Mar 2024 25:20:30 GMT", None),
+    ("Fri, 01 Foo 2024 10:20:30 GMT", None),
+    ("yesterday", None),
+    ("", None),
+])
+def test_http_dates(text, when):
+    parsed = s3wire.http_date(text)
+    assert (parsed.timestamp() if parsed else None) == when

@@ -38,7 +38,6 @@ methods, which never delete below ``docker/``.
 
 from __future__ import annotations
 
-import email.utils
 import io
 import os
 from datetime import datetime, timezone
@@ -204,14 +203,16 @@ def _transient(exc: Exception) -> bool:
 
 def _parse_timestamp(value: str) -> datetime:
     """An S3 timestamp: ISO 8601 (listings), RFC 1123 (headers), else botocore's own parser."""
+    from regstore.store.s3wire import http_date
+
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        try:
-            parsed = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        header = http_date(value)
+        if header is None:
             from botocore.utils import parse_timestamp
             return parse_timestamp(value)  # type: ignore[no-any-return]
+        return header
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
@@ -229,10 +230,10 @@ def _server_time(response: dict[str, Any]) -> float | None:
     date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
     if not date:
         return None
-    try:
-        return email.utils.parsedate_to_datetime(date).timestamp()
-    except (TypeError, ValueError):
-        return None
+    from regstore.store.s3wire import http_date
+
+    parsed = http_date(date)
+    return parsed.timestamp() if parsed is not None else None
 
 
 class _Body(io.RawIOBase):

@@ -40,24 +40,25 @@ and ``REGSTORE_S3_CLIENT=boto3`` in the environment, which asks for boto3 outrig
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import hmac
 import os
 import random
 import re
 import socket
-import ssl
 import threading
 import time
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from http import HTTPStatus
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import regstore
+
+if TYPE_CHECKING:
+    import ssl  # imported when an endpoint speaks TLS
 
 #: SHA-256 of an empty payload, the body of every request this client makes
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -126,6 +127,32 @@ def endpoint_url(settings: Any) -> str:
         return str(settings.endpoint)
     suffix = "amazonaws.com.cn" if settings.region.startswith("cn-") else "amazonaws.com"
     return f"{'https' if settings.secure else 'http'}://s3.{settings.region}.{suffix}"
+
+
+_MONTHS = {name: number for number, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+
+def http_date(text: str) -> datetime | None:
+    """An HTTP date header as an aware datetime, or None if it is none. The form servers send
+    (``Fri, 01 Mar 2024 10:20:30 GMT``) is read directly; the obsolete ones through the
+    email package."""
+    parts = text.split()
+    if len(parts) == 6 and parts[5] == "GMT" and parts[2] in _MONTHS:
+        clock = parts[4].split(":")
+        if len(clock) == 3 and all(p.isdigit() for p in (parts[1], parts[3], *clock)):
+            try:
+                return datetime(int(parts[3]), _MONTHS[parts[2]], int(parts[1]),
+                                int(clock[0]), int(clock[1]), int(clock[2]), tzinfo=timezone.utc)
+            except ValueError:
+                return None
+    import email.utils
+
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 # --- Signature Version 4 ----------------------------------------------------------------------
@@ -369,14 +396,17 @@ class WireClient:
         if "etag" in headers:
             answer["ETag"] = headers["etag"]
         if "content-length" in headers:
-            answer["ContentLength"] = int(headers["content-length"])
-        if "last-modified" in headers:
             try:
-                answer["LastModified"] = email.utils.parsedate_to_datetime(
-                    headers["last-modified"])
-            except (TypeError, ValueError):
+                answer["ContentLength"] = int(headers["content-length"])
+            except ValueError:
+                raise S3ProtocolError("the answer's Content-Length is "
+                                      f"{headers['content-length']!r}") from None
+        if "last-modified" in headers:
+            modified = http_date(headers["last-modified"])
+            if modified is None:
                 raise S3ProtocolError("the answer's Last-Modified header is not a date: "
-                                      f"{headers['last-modified']!r}") from None
+                                      f"{headers['last-modified']!r}")
+            answer["LastModified"] = modified
         return answer
 
     # --- requests -----------------------------------------------------------------------------
@@ -685,7 +715,9 @@ class _Bytes:
         self._data = b""
 
 
-def _tls_context(skipverify: bool, ca_bundle: str | None) -> ssl.SSLContext:
+def _tls_context(skipverify: bool, ca_bundle: str | None) -> "ssl.SSLContext":
+    import ssl
+
     try:
         context = ssl.create_default_context(cafile=ca_bundle or None)
     except (OSError, ssl.SSLError) as exc:
@@ -706,6 +738,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def _connection_error(method: str, endpoint: str, exc: BaseException) -> S3ConnectionError:
+    import ssl
+
     if isinstance(exc, ssl.SSLCertVerificationError):
         return S3ConnectionError(f"{method} {endpoint}: the server's TLS certificate failed "
                                  f"verification ({exc.verify_message}); give its CA with "
