@@ -30,12 +30,12 @@ made on first use, so that a dry run, which writes nothing, never imports boto3.
 When the light client is not used: :func:`unsupported` names the settings it leaves to boto3,
 which then makes every request: no ``accesskey``/``secretkey`` in the config (credentials from
 the AWS chain: environment, shared files, instance role); ``v4auth: false`` (signature version
-2); virtual-hosted addressing on a ``regionendpoint`` (``forcepathstyle: false``) or of a
-bucket name that is no plain DNS label; no
-``regionendpoint`` and a region outside AWS's commercial, GovCloud and China partitions, or an
-endpoint set by ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``; a proxy in the environment
-(``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``); an endpoint that is no plain http(s) URL;
-and ``REGSTORE_S3_CLIENT=boto3`` in the environment, which asks for boto3 outright.
+2); virtual-hosted addressing on a ``regionendpoint`` (``forcepathstyle: false``), or of a
+bucket name that is no plain DNS label; no ``regionendpoint`` and a region outside AWS's
+commercial, GovCloud and China partitions, or an endpoint set by ``AWS_ENDPOINT_URL`` or
+``AWS_ENDPOINT_URL_S3``; a proxy in the environment (``HTTP_PROXY``, ``HTTPS_PROXY``,
+``ALL_PROXY``); an endpoint that is no plain http(s) URL; and ``REGSTORE_S3_CLIENT=boto3`` in
+the environment, which asks for boto3 outright.
 """
 
 from __future__ import annotations
