@@ -392,10 +392,18 @@ _V2 = ""
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
+_RANDBYTES_MAX = 1 << 27
+
+
 def _init_worker(v2: str, seed: int, buffer_size: int) -> None:
     global _BUFFER, _SEED, _V2
     _V2, _SEED = v2, seed
-    _BUFFER = random.Random(seed).randbytes(buffer_size)
+    rng = random.Random(seed)
+    if buffer_size <= _RANDBYTES_MAX:
+        _BUFFER = rng.randbytes(buffer_size)
+    else:  # randbytes takes at most 2**31 bits at a time
+        _BUFFER = b"".join(rng.randbytes(min(_RANDBYTES_MAX, buffer_size - start))
+                           for start in range(0, buffer_size, _RANDBYTES_MAX))
 
 
 def _write_file(path: str, parts: Sequence[bytes | memoryview], when: float) -> None:
