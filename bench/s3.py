@@ -16,7 +16,7 @@ each child come from ``bench.run.timed``; the medians are compared.
 regstore runs from compiled bytecode, as an installed regstore does (pip compiles it when it
 installs): its modules are compiled once into a cache in the scratch directory before the
 runs, and each run is started with that cache and without ``PYTHONDONTWRITEBYTECODE``, which
-would otherwise make every run compile regstore's sources again (about 0.1 s).
+would otherwise make every run compile regstore's sources again (about 0.05 s of CPU).
 ``--no-bytecode-cache`` runs it as the environment says instead. ``--client boto3`` makes
 regstore use boto3 for every request (``REGSTORE_S3_CLIENT=boto3``) rather than its light
 client, to compare the two.
