@@ -125,7 +125,7 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
     """
     inv = Inventory(tag_history=tag_history)
     tick = progress or (lambda n: None)
-    pool, reads = IOPool(jobs), IOPool(jobs)
+    pool, reads = IOPool(jobs, store.waits), IOPool(jobs, store.waits)
     if not getattr(store, "forkable", False):
         processes = 1
     try:
@@ -143,7 +143,7 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
 def scan_repositories(store: Store, jobs: int = 1) -> Inventory:
     """The repositories part of an inventory only (no blob listing), for re-checks."""
     inv = Inventory()
-    pool, reads = IOPool(jobs), IOPool(jobs)
+    pool, reads = IOPool(jobs, store.waits), IOPool(jobs, store.waits)
     try:
         _scan_repositories(store, inv, lambda n: None, pool, reads)
     finally:

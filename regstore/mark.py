@@ -98,7 +98,7 @@ class ManifestCache:
         def load(part: list[str]) -> list[Parsed | Unusable]:
             return [self._load(d) for d in part]
 
-        pool = IOPool(self.jobs if len(slices) > 1 else 1)
+        pool = IOPool(self.jobs if len(slices) > 1 else 1, self.store.waits)
         try:
             for part, outcome in zip(slices, pool.imap(load, slices)):
                 self._keep(part, outcome, progress)
@@ -154,7 +154,7 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
     cache = ManifestCache(store, inventory.blobs, jobs, full)
     cache.prefetch((d for r in inventory.repositories.values() for d in r.revisions), progress,
                    processes)
-    pool = IOPool(jobs)
+    pool = IOPool(jobs, store.waits)
     try:
         for repo in inventory.repositories.values():
             young = set()

@@ -36,10 +36,11 @@ class IOPool:
     I/O (see the module docstring); with one job, always inline. Results and the exceptions
     raised come out the same either way."""
 
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, waits: bool = False) -> None:
+        # waits: the work is known to wait (an object store's requests): threads from the start
         self.jobs = max(1, jobs)
         self.executor = ThreadPoolExecutor(max_workers=self.jobs) if self.jobs > 1 else None
-        self.threaded = False
+        self.threaded = waits
         self._wall = self._cpu = 0.0
 
     def map(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:

@@ -152,7 +152,7 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
     links = [(name, digest) for name in sorted(inventory.repositories)
              for digest in sorted(inventory.repositories[name].layers - marks.marked)]
     listed = inventory.blob_stats or {}
-    pool = IOPool(options.jobs)
+    pool = IOPool(options.jobs, store.waits)
     try:
         # One stat per candidate: on a cold disk each waits on a seek, and threads overlap them.
         blob_stats = dict(zip(garbage, pool.map(

@@ -411,7 +411,7 @@ class _Run:
         if self.jobs == 1 or len(items) < 2:
             yield from map(fn, items)
             return
-        pool = IOPool(self.jobs)
+        pool = IOPool(self.jobs, self.store.waits)
         try:
             for start in range(0, len(items), MAP_BATCH):
                 yield from pool.imap(fn, items[start:start + MAP_BATCH])

@@ -53,6 +53,16 @@ def test_work_that_waits_goes_to_threads_and_keeps_its_order():
     assert later[1] != threading.current_thread().name
 
 
+def test_a_pool_for_a_store_that_waits_uses_its_threads_from_the_first_item():
+    p = IOPool(4, waits=True)
+    try:
+        results = p.map(busy, range(8))  # even work that would have kept it inline
+    finally:
+        p.close()
+    assert [r for r, _ in results] == [x * 2 for x in range(8)]
+    assert threading.current_thread().name not in {t for _, t in results}
+
+
 def test_one_job_never_starts_a_thread():
     p = IOPool(1)
     results = p.map(waiting, range(20))

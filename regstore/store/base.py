@@ -80,6 +80,9 @@ class Store(Protocol):
     #: True when a forked process can read the store through this object (a filesystem);
     #: listing is then shared among processes, one per core.
     forkable: bool
+    #: True when every request waits on a network (an object store): thread pools then start
+    #: with their threads instead of first judging whether the work waits.
+    waits: bool
 
     def exists(self) -> bool:
         """Whether the ``docker/registry/v2`` tree is there at all."""

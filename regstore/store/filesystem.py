@@ -44,6 +44,7 @@ class FilesystemStore:
 
     flat_walk = False  # walking a directory costs a scandir per subdirectory
     forkable = True  # nothing but paths: a forked process reads it as well as this one
+    waits = False  # a warm page cache answers at once; regstore.pool judges when it does not
 
     def __init__(self, root: Path, writable: bool = False) -> None:
         self.root = Path(root)

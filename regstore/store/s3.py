@@ -272,6 +272,7 @@ class S3Store:
 
     flat_walk = True
     forkable = False  # a client's kept connections and threads do not survive a fork
+    waits = True  # every request is a round trip: pools need not first find that out
 
     def __init__(self, client: Any, bucket: str, rootdirectory: str = "", *,
                  writable: bool = False, jobs: int = 8) -> None:
