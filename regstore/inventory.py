@@ -126,7 +126,7 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
     inv = Inventory(tag_history=tag_history)
     tick = progress or (lambda n: None)
     pool, reads = IOPool(jobs, store.waits), IOPool(jobs, store.waits)
-    if not getattr(store, "forkable", False):
+    if not store.forkable:
         processes = 1
     try:
         # Repositories first, blobs after: the registry writes a blob before any link to it,
@@ -276,7 +276,7 @@ def _scan_part(store: Store, part: list[tuple[Repository, dict[str, str]]],
     pools of this process's own: one for the repositories (on a cold disk each listing waits
     on a seek, and several repositories at once keep the disk busy), one for the tag links
     each repository reads (a pool of its own: a repository's task waits on them)."""
-    pool, reads = IOPool(jobs), IOPool(jobs)
+    pool, reads = IOPool(jobs, store.waits), IOPool(jobs, store.waits)
     try:
         return pool.map(lambda item: (item[0], _scan_repository(store, *item, reads, history)),
                         part)

@@ -82,7 +82,7 @@ class ManifestCache:
         store that forked processes can read (``Store.forkable``), in ``processes``
         processes: parsing is Python work that threads cannot spread over cores."""
         todo = sorted(d for d in set(digests) if d not in self.loaded)
-        if processes > 1 and getattr(self.store, "forkable", False):
+        if processes > 1 and self.store.forkable:
             self._keep(todo, fork_map(self._load_all, todo, processes), progress)
         else:
             self._load_all(todo, progress)
@@ -203,9 +203,9 @@ def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
     referrers: dict[str, list[str]] = defaultdict(list)
     if delete_untagged:
         for digest in repo.revisions:
-            m = _references(cache.get(digest))
-            if m is not None and m.subject is not None:
-                referrers[m.subject].append(digest)
+            m = cache.get(digest)
+            if not isinstance(m, Unusable) and (subject := _references(m).subject) is not None:
+                referrers[subject].append(digest)
     live: set[str] = set()
     roots = _roots(repo, delete_untagged)
     if young - roots:
@@ -228,7 +228,7 @@ def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
             else:
                 result.problems.append(_live_problem(repo, digest, m, chain.get(digest)))
             continue
-        refs = m if isinstance(m, References) else m.references()
+        refs = _references(m)
         result.marked.update(refs.blobs)
         for child in refs.children:
             chain.setdefault(child, digest)
@@ -239,9 +239,8 @@ def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
         _classify_untagged(repo, cache, result, live)
 
 
-def _references(m: Parsed | Unusable) -> References | None:
-    if isinstance(m, Unusable):
-        return None
+def _references(m: Parsed) -> References:
+    """What marking follows of a manifest, whether the cache kept it whole or not."""
     return m if isinstance(m, References) else m.references()
 
 
