@@ -98,6 +98,19 @@ def test_a_listing_parses_as_boto3_answers_it():
     assert page["CommonPrefixes"] == [{"Prefix": "p/dir+/"}]
 
 
+def test_a_listing_time_without_a_zone_is_utc_as_boto3_reads_it(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")  # a machine clock that is not UTC
+    time.tzset()
+    try:
+        page = parse_listing(listing(obj("p/x").replace(".456Z", ".456")))
+        assert page["Contents"][0]["LastModified"].timestamp() == 1709288430.456
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
 def test_keys_are_decoded_only_when_the_answer_says_they_are_encoded():
     page = parse_listing(listing(obj("p/a%20b"), encoding="none"))
     assert page["Contents"][0]["Key"] == "p/a%20b"

@@ -17,9 +17,9 @@ trailing slashes trimmed, the path appended, leading slashes trimmed). S3 has no
   data part by part; it is no object until the push completes).
 
 Requests go through one of two clients with the same methods and answers (:func:`open_client`):
-:class:`~regstore.store.s3wire.WireClient`, which makes the read requests itself over
-``http.client`` and hands writes to boto3, for configs with an access key and signature
-version 4 (see that module for exactly which); boto3 for everything else.
+:class:`~regstore.store.s3wire.WireClient`, which makes the read requests itself (its own
+HTTP/1.1 over kept sockets) and hands writes to boto3, for configs with an access key and
+signature version 4 (see that module for exactly which); boto3 for everything else.
 
 Every listing is checked to be whole: a page that says it is truncated without a continuation
 token, a token that comes back twice, or a key outside the prefix asked for fails the listing

@@ -870,6 +870,9 @@ def _integer(text: str | None, name: str) -> int:
 
 def _iso_time(text: str | None) -> datetime:
     try:
-        return datetime.fromisoformat(text or "")
+        parsed = datetime.fromisoformat(text or "")
     except ValueError:
         raise S3ProtocolError(f"the listing's LastModified is {text!r}, not a time") from None
+    # S3 times are UTC; one without a zone must not be read as this machine's local time
+    # (the boto3 path reads it as UTC too).
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
