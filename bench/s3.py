@@ -48,9 +48,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bench.generate import V2_PREFIX, generate
-from bench.run import Series, registry_verdict, timed
+from bench.run import ROOT, Series, compiled_bytecode, registry_verdict, timed
 
-ROOT = Path(__file__).resolve().parent.parent
 ROOTDIRECTORY = "/bench"
 TARGET_SPEEDUP = 10.0
 
@@ -150,10 +149,7 @@ def regstore_command(pycache: Path | None, client: str) -> list[str]:
     the environment says), and ``REGSTORE_S3_CLIENT=boto3`` for ``client`` "boto3"."""
     env = ["env", "-u", "REGSTORE_S3_CLIENT"]
     if pycache is not None:
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "regstore")],
-                       env={**os.environ, "PYTHONPYCACHEPREFIX": str(pycache)}, check=True,
-                       stdout=subprocess.DEVNULL)
-        env += ["-u", "PYTHONDONTWRITEBYTECODE", f"PYTHONPYCACHEPREFIX={pycache}"]
+        env += compiled_bytecode(pycache)[1:]
     if client == "boto3":
         env.append("REGSTORE_S3_CLIENT=boto3")
     return [*env, sys.executable, "-m", "regstore"]
