@@ -375,6 +375,9 @@ def _list_revisions(store: Store, notes: _Notes, repo: Repository) -> None:
 
 def _list_revision(store: Store, notes: _Notes, repo: Repository, digest: str,
                    key: str) -> None:
+    if store.holds_only_file(key, "link"):
+        repo.revisions.add(digest)  # nearly every revision: its link and nothing else to see
+        return
     for entry in store.list_dir(key):
         inside = f"{key}/{entry.name}"
         if entry.name == "link" and entry.kind == "file":
@@ -451,7 +454,10 @@ def _list_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool,
     gc needs only which digests a tag held, and verify reads every index link itself).
 
     Every directory under ``tags`` is a tag, as the registry's tag list says, even one with
-    no ``current`` link (verify reports it: pulls of it fail)."""
+    no ``current`` link (verify reports it: pulls of it fail). Without ``history``, a tag
+    whose ``current`` plainly holds its link is not listed: what else its directory holds
+    is not looked at (-m and verify list every tag). Likewise a revision directory found to
+    hold its link and no subdirectory is not listed for stray files."""
     top = layout.tags_dir(repo.name)
     links: list[tuple[Tag, str]] = []
     try:
@@ -467,6 +473,8 @@ def _list_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool,
                 _symlink_among(notes, repo, "tags", key)
             elif entry.kind != "dir":
                 _stray(notes, repo, "tags", key)
+            elif not history and store.holds_only_file(f"{key}/current", "link"):
+                links.append((tag, f"{key}/current/link"))  # no listing of the tag needed
             else:
                 for part in store.list_dir(key):
                     inside = f"{key}/{part.name}"

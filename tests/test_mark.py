@@ -234,3 +234,58 @@ def test_listing_marking_and_planning_in_threads_give_what_inline_work_gives(tmp
             (inline[1].marked, inline[1].dead, inline[1].problems)
         assert plan.items == inline[2].items and plan.protected == inline[2].protected
     assert inline[2].items and any(i.kind == "manifest" for i in inline[2].items)
+
+
+def test_holds_only_file_is_certain_or_says_list_it(tmp_path):
+    store = FilesystemStore(tmp_path)
+    v2 = tmp_path / "docker/registry/v2"
+    (v2 / "plain").mkdir(parents=True)
+    (v2 / "plain/link").write_bytes(b"x")
+    (v2 / "with-subdir/signatures").mkdir(parents=True)
+    (v2 / "with-subdir/link").write_bytes(b"x")
+    (v2 / "link-is-dir/link").mkdir(parents=True)
+    (v2 / "link-is-symlink").mkdir()
+    os.symlink(v2 / "plain/link", v2 / "link-is-symlink/link")
+    os.symlink(v2 / "plain", v2 / "dir-is-symlink")
+    (v2 / "no-link").mkdir()
+    assert store.holds_only_file("plain", "link")
+    for key in ("with-subdir", "link-is-dir", "link-is-symlink", "dir-is-symlink", "no-link",
+                "absent"):
+        assert not store.holds_only_file(key, "link"), key
+
+
+def test_signatures_of_a_revision_are_found_past_the_quick_check(tmp_path):
+    # Registry 2.0-2.4 linked signature blobs under the revision: its directory then has a
+    # subdirectory, which the two-stat check sees, and the revision is listed in full.
+    b = StoreBuilder(tmp_path)
+    digest = b.image("app", [b"layer"], tag="v1")
+    plain = b.image("app", [b"other"])
+    signature = b.blob(b"a signature")
+    hex_ = signature.split(":")[1]
+    b._write(f"{layout.revisions_dir('app')}/sha256/{digest.split(':')[1]}/signatures/sha256/"
+             f"{hex_}/link", signature.encode())
+    for processes in (1, 2):
+        store = FilesystemStore(tmp_path)
+        inv = take_inventory(store, processes=processes, tag_history=False)
+        assert inv.repositories["app"].revisions == {digest, plain}
+        assert inv.repositories["app"].signatures == {digest: {signature}}
+        assert signature in mark(store, inv, False).marked
+
+
+def test_a_plain_gc_reads_tags_without_listing_them_and_finds_the_same(tmp_path):
+    b = StoreBuilder(tmp_path)
+    v1 = b.image("app", [b"one"], tag="v1")
+    b.image("app", [b"two"], tag="v2")
+    # An odd entry beside current is only looked at where the tag is listed (-m, verify);
+    # a current that is not a plain directory holding its link makes the tag listed anyway.
+    b._write(f"{layout.tag_dir('app', 'v1')}/notes.txt", b"x")
+    (b.path(layout.tag_dir("app", "v3")) / "current").mkdir(parents=True)
+    store = FilesystemStore(tmp_path)
+    quick = take_inventory(store, tag_history=False)
+    full = take_inventory(store, tag_history=True)
+    assert {n: t.current for n, t in quick.repositories["app"].tags.items()} == \
+        {n: t.current for n, t in full.repositories["app"].tags.items()} == \
+        {"v1": v1, "v2": full.repositories["app"].tags["v2"].current, "v3": None}
+    assert [f.key for f in full.findings if f.kind == "stray-entry"] == \
+        [f"{layout.tag_dir('app', 'v1')}/notes.txt"]
+    assert not [f for f in quick.findings if f.kind == "stray-entry"]

@@ -99,6 +99,12 @@ class Store(Protocol):
     def stat(self, key: str) -> Stat | None:
         """Size and mtime of ``key`` (not following a final symlink), or None if absent."""
 
+    def holds_only_file(self, key: str, name: str) -> bool:
+        """True when it is certain, at less cost than listing it, that ``key`` is a directory
+        (not a symlink) with no subdirectory that holds the regular file ``name`` (other files
+        are not looked for); False when that is not known: list it then. A revision or a tag's
+        ``current`` is such a directory, holding its ``link``, hundreds of thousands of times."""
+
     def read(self, key: str, max_bytes: int) -> bytes:
         """The content of file ``key``. Raises FileNotFoundError if it is absent,
         :class:`StoreError` if it cannot be read or is larger than ``max_bytes``."""

@@ -67,9 +67,11 @@ class FilesystemStore:
         return self.v2.is_dir()
 
     def list_dir(self, key: str) -> list[DirEntry]:
+        new = tuple.__new__  # a named tuple's own constructor is a Python call per entry
         try:
             with os.scandir(self._p(key)) as it:
-                return [DirEntry(e.name, _kind(e)) for e in it]
+                return [new(DirEntry, (e.name, "dir" if e.is_dir(follow_symlinks=False)
+                                       else _kind(e))) for e in it]
         except FileNotFoundError:
             return []
         except NotADirectoryError:
@@ -110,6 +112,18 @@ class FilesystemStore:
         except OSError as exc:
             raise StoreError(key, f"cannot stat: {exc.strerror or exc}") from None
         return Stat(st.st_size, st.st_mtime, stat_mod.S_ISDIR(st.st_mode))
+
+    def holds_only_file(self, key: str, name: str) -> bool:
+        # Two lstat calls instead of opening and reading a directory. A directory's link
+        # count is 2 plus its subdirectories on ext4, XFS, tmpfs and most others; where it is
+        # not (btrfs counts 1), the answer is False and the caller lists the directory.
+        try:
+            where = self._p(key)
+            st = os.lstat(where)
+            return st.st_nlink == 2 and stat_mod.S_ISDIR(st.st_mode) and \
+                stat_mod.S_ISREG(os.lstat(f"{where}/{name}").st_mode)
+        except OSError:
+            return False
 
     def read(self, key: str, max_bytes: int) -> bytes:
         fd = self._open_fd(key)

@@ -420,6 +420,9 @@ class S3Store:
             return None
         return Stat(0, self._time(contents[0]["LastModified"]), is_dir=True)
 
+    def holds_only_file(self, key: str, name: str) -> bool:
+        return False  # never cheaper than the flat listings this store is read by
+
     def read(self, key: str, max_bytes: int) -> bytes:
         object_key = self.key_of(key)
         try:
