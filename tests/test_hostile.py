@@ -213,14 +213,17 @@ def test_unreadable_subtree_stops_the_sweep(tmp_path, monkeypatch):
     b.blob(b"orphan")
     age_store(b.root)
     denied = str(b.path("repositories/app/_manifests/revisions"))
-    real_scandir = os.scandir
 
-    def scandir(path="."):
-        if str(path).startswith(denied):
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path)
+    def deny(listing):
+        def denied_listing(path="."):
+            if str(path).startswith(denied):
+                raise PermissionError(13, "Permission denied", str(path))
+            return listing(path)
+        return denied_listing
 
-    monkeypatch.setattr(os, "scandir", scandir)
+    # Either call lists a directory (list_dir takes the names alone where it can).
+    monkeypatch.setattr(os, "scandir", deny(os.scandir))
+    monkeypatch.setattr(os, "listdir", deny(os.listdir))
     out, err = io.StringIO(), io.StringIO()
     code = main(["gc", "--force", "--min-age", "0", "--root", str(b.root)], out=out, err=err)
     assert code == 6

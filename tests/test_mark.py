@@ -289,3 +289,18 @@ def test_a_plain_gc_reads_tags_without_listing_them_and_finds_the_same(tmp_path)
     assert [f.key for f in full.findings if f.kind == "stray-entry"] == \
         [f"{layout.tag_dir('app', 'v1')}/notes.txt"]
     assert not [f for f in quick.findings if f.kind == "stray-entry"]
+
+
+def test_list_dir_gives_each_entry_its_kind_with_or_without_counting_links(tmp_path):
+    v2 = tmp_path / "docker/registry/v2"
+    for name in ("only-dirs/a", "only-dirs/b", "mixed/a", "empty"):
+        (v2 / name).mkdir(parents=True)
+    (v2 / "mixed/file").write_bytes(b"x")
+    os.symlink(v2 / "only-dirs/a", v2 / "mixed/to-dir")
+    want = {"only-dirs": {("a", "dir"), ("b", "dir")}, "empty": set(),
+            "mixed": {("a", "dir"), ("file", "file"), ("to-dir", "symlink")}}
+    counting, reading = FilesystemStore(tmp_path), FilesystemStore(tmp_path)
+    reading._counts_subdirectories = False  # as on btrfs, whose directories count 1 link
+    assert counting._counts_subdirectories
+    for store in (counting, reading):
+        assert {key: set(store.list_dir(key)) for key in want} == want

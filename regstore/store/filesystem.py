@@ -52,6 +52,12 @@ class FilesystemStore:
         self.writable = writable
         self.v2 = Path(os.path.realpath(self.root / V2_PREFIX))
         self._v2 = str(self.v2) + "/"
+        # False on filesystems whose directories do not count their subdirectories (btrfs
+        # says 1): list_dir then reads each entry's type as it always can.
+        try:
+            self._counts_subdirectories = os.lstat(self.v2).st_nlink >= 2
+        except OSError:
+            self._counts_subdirectories = False
 
     def path(self, key: str) -> Path:
         check_key(key)
@@ -68,8 +74,19 @@ class FilesystemStore:
 
     def list_dir(self, key: str) -> list[DirEntry]:
         new = tuple.__new__  # a named tuple's own constructor is a Python call per entry
+        path = self._p(key)
         try:
-            with os.scandir(self._p(key)) as it:
+            if self._counts_subdirectories:
+                # Nearly every directory of a store holds directories only. Its link count is
+                # 2 plus its subdirectories: when that equals 2 plus every name listed, no
+                # entry is a file or a symlink, and the names alone (a C list of strings) say
+                # it all. The count is taken first: a directory created meanwhile makes a
+                # mismatch, and the listing is made again with each entry's type.
+                links = os.lstat(path).st_nlink
+                names = os.listdir(path)
+                if links == len(names) + 2:
+                    return [new(DirEntry, (name, "dir")) for name in names]
+            with os.scandir(path) as it:
                 return [new(DirEntry, (e.name, "dir" if e.is_dir(follow_symlinks=False)
                                        else _kind(e))) for e in it]
         except FileNotFoundError:
