@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, TypeVar
 
-from regstore.layout import is_digest
+from regstore.layout import SHA256_DIGEST_RE, is_digest
 
 # Registry v3 refuses manifests above 4 MiB; nothing real comes near it, so a bigger
 # "manifest" is treated as broken rather than parsed (and held in memory).
@@ -96,6 +96,9 @@ class Manifest:
                            tuple(self.subject) if self.subject is not None else None))
 
 
+_Parsed = TypeVar("_Parsed", "Manifest", References)
+
+
 def _rebuilt(digest: str, media_type: str, blobs: tuple[tuple[Any, ...], ...],
              children: tuple[tuple[Any, ...], ...], subject: tuple[Any, ...] | None) -> Manifest:
     """A :class:`Manifest` from its pickled form, its strings the interpreter's shared ones
@@ -117,6 +120,29 @@ def parse_manifest(data: bytes, digest: str) -> Manifest:
     with well-formed descriptors: invalid JSON, wrong shapes, digests that are not canonical,
     sizes that are not non-negative integers, a document larger than any real manifest.
     """
+    return _parse(data, digest, _descriptor, _manifest)
+
+
+def parse_references(data: bytes, digest: str) -> References:
+    """:func:`parse_manifest`'s ``references()``, with the same checks and errors, without
+    building a descriptor for each layer (a gc reads every manifest and needs only these)."""
+    return _parse(data, digest, _checked_digest, _references_of)
+
+
+def _manifest(digest: str, media_type: str, blobs: list[Descriptor],
+              children: list[Descriptor], subject: Descriptor | None) -> Manifest:
+    return Manifest(digest, media_type, tuple(blobs), tuple(children), subject)
+
+
+def _references_of(digest: str, media_type: str, blobs: list[str], children: list[str],
+                   subject: str | None) -> References:
+    return References(tuple(blobs), tuple(children), subject)
+
+
+def _parse(data: bytes, digest: str, describe: Callable[..., Any],
+           build: Callable[..., _Parsed]) -> _Parsed:
+    """The one parser behind both forms: ``describe(value, role, field, i)`` checks each
+    descriptor and gives what is kept of it, ``build`` the result from those."""
     if len(data) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"{len(data)} bytes, larger than any real manifest "
                             f"({MAX_MANIFEST_BYTES} bytes at most)")
@@ -130,7 +156,13 @@ def parse_manifest(data: bytes, digest: str) -> Manifest:
         raise ManifestError(f"JSON is a {type(doc).__name__}, not an object")
     version = doc.get("schemaVersion")
     if version == 1:
-        return _schema1(doc, digest)
+        layers = []
+        for i, entry in enumerate(_list(doc, "fsLayers")):
+            if not isinstance(entry, dict) or not _is_digest_value(entry.get("blobSum")):
+                raise ManifestError(f"fsLayers[{i}].blobSum is not a digest")
+            layers.append(describe({"digest": entry["blobSum"]}, "layer", "fsLayers", i))
+        return build(digest, SCHEMA1_SIGNED if "signatures" in doc else SCHEMA1, layers, [],
+                     None)
     if version != 2:
         raise ManifestError(f"unknown schemaVersion {version!r}")
     media_type = doc.get("mediaType")
@@ -142,27 +174,21 @@ def parse_manifest(data: bytes, digest: str) -> Manifest:
             media_type = OCI_MANIFEST
         else:
             raise ManifestError("no mediaType and neither 'manifests' nor 'layers'")
+    blobs, children = [], []
     if media_type in (SCHEMA2, OCI_MANIFEST):
-        blobs = [_descriptor(doc.get("config"), "config", "config")]
-        blobs += _descriptors(_list(doc, "layers"), "layer", "layers")
-        return Manifest(digest, media_type, tuple(blobs), (), _subject(doc))
-    if media_type in (DOCKER_LIST, OCI_INDEX):
-        children = tuple(_descriptors(_list(doc, "manifests"), "child", "manifests"))
-        return Manifest(digest, media_type, (), children, _subject(doc))
-    if media_type == OCI_ARTIFACT:
-        blobs = tuple(_descriptors(_list(doc, "blobs", required=False), "blob", "blobs"))
-        return Manifest(digest, media_type, blobs, (), _subject(doc))
-    raise ManifestError(f"unknown mediaType {str(media_type)[:100]!r}")
-
-
-def _schema1(doc: dict[str, Any], digest: str) -> Manifest:
-    layers = []
-    for i, entry in enumerate(_list(doc, "fsLayers")):
-        if not isinstance(entry, dict) or not _is_digest_value(entry.get("blobSum")):
-            raise ManifestError(f"fsLayers[{i}].blobSum is not a digest")
-        layers.append(Descriptor(entry["blobSum"], None, None, "layer"))
-    media_type = SCHEMA1_SIGNED if "signatures" in doc else SCHEMA1
-    return Manifest(digest, media_type, tuple(layers), (), None)
+        blobs = [describe(doc.get("config"), "config", "config")]
+        blobs += [describe(d, "layer", "layers", i) for i, d in enumerate(_list(doc, "layers"))]
+    elif media_type in (DOCKER_LIST, OCI_INDEX):
+        children = [describe(d, "child", "manifests", i)
+                    for i, d in enumerate(_list(doc, "manifests"))]
+    elif media_type == OCI_ARTIFACT:
+        blobs = [describe(d, "blob", "blobs", i)
+                 for i, d in enumerate(_list(doc, "blobs", required=False))]
+    else:
+        raise ManifestError(f"unknown mediaType {str(media_type)[:100]!r}")
+    subject = doc.get("subject")
+    return build(digest, media_type, blobs, children,
+                 describe(subject, "subject", "subject") if subject is not None else None)
 
 
 def _list(doc: dict[str, Any], key: str, required: bool = True) -> list[Any]:
@@ -174,38 +200,34 @@ def _list(doc: dict[str, Any], key: str, required: bool = True) -> list[Any]:
     return value
 
 
-def _subject(doc: dict[str, Any]) -> Descriptor | None:
-    if doc.get("subject") is None:
-        return None
-    return _descriptor(doc["subject"], "subject", "subject")
-
-
 def _is_digest_value(value: Any) -> bool:
     return isinstance(value, str) and is_digest(value)
 
 
-def _descriptors(values: list[Any], role: str, field: str) -> list[Descriptor]:
-    return [_descriptor(d, role, field, i) for i, d in enumerate(values)]
-
-
-def _descriptor(value: Any, role: str, field: str, i: int | None = None) -> Descriptor:
-    # ``field`` and ``i`` name the descriptor in a message (``layers[3]``), built only then:
-    # this runs for every layer of every manifest of the store.
+def _checked_digest(value: Any, role: str, field: str, i: int | None = None) -> str:
+    """The digest of descriptor ``value``, once the descriptor is checked; interned (the same
+    layer digest appears in thousands of manifests). ``field`` and ``i`` name the descriptor
+    in a message (``layers[3]``), built only then: this runs for every layer of the store."""
     if type(value) is not dict:
         raise ManifestError(f"{_where(field, i)} is not a descriptor object")
     digest = value.get("digest")
-    if not _is_digest_value(digest):
+    if type(digest) is not str or not (SHA256_DIGEST_RE.fullmatch(digest) or is_digest(digest)):
         raise ManifestError(f"{_where(field, i)}.digest is not a digest: {str(digest)[:80]!r}")
     size = value.get("size")
     if size is not None and (type(size) is not int or size < 0):
         raise ManifestError(f"{_where(field, i)}.size is not a non-negative integer")
     media_type = value.get("mediaType")
+    if media_type is not None and type(media_type) is not str:
+        raise ManifestError(f"{_where(field, i)}.mediaType is not a string")
+    return sys.intern(digest)
+
+
+def _descriptor(value: Any, role: str, field: str, i: int | None = None) -> Descriptor:
+    digest = _checked_digest(value, role, field, i)
+    media_type = value.get("mediaType")
     if media_type is not None:
-        if type(media_type) is not str:
-            raise ManifestError(f"{_where(field, i)}.mediaType is not a string")
         media_type = sys.intern(media_type)  # a handful of values, each held 100,000 times
-    # Interned: the same layer digest appears in thousands of manifests.
-    return Descriptor(sys.intern(digest), size, media_type, role, bool(value.get("urls")))
+    return Descriptor(digest, value.get("size"), media_type, role, bool(value.get("urls")))
 
 
 def _where(field: str, i: int | None) -> str:

@@ -22,7 +22,7 @@ from regstore import layout
 from regstore.findings import ERROR, WARNING, Finding
 from regstore.inventory import Inventory, Repository
 from regstore.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, References, \
-    parse_manifest
+    parse_manifest, parse_references
 from regstore.pool import IOPool, fork_map
 from regstore.store.base import Store, StoreError
 
@@ -130,10 +130,9 @@ class ManifestCache:
                 return Unusable("invalid", f"{exc.message}, larger than any real manifest")
             return Unusable("unreadable", exc.message)
         try:
-            manifest = parse_manifest(data, digest)
+            return parse_manifest(data, digest) if self.full else parse_references(data, digest)
         except ManifestError as exc:
             return Unusable("invalid", str(exc))
-        return manifest if self.full else manifest.references()
 
 
 def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 8,

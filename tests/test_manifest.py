@@ -4,7 +4,7 @@ import pytest
 
 from regstore.manifest import (DOCKER_LIST, MAX_MANIFEST_BYTES, OCI_ARTIFACT, OCI_INDEX,
                                OCI_MANIFEST, SCHEMA1, SCHEMA1_SIGNED, SCHEMA2, ManifestError,
-                               parse_manifest)
+                               parse_manifest, parse_references)
 
 A, B, C = ("sha256:" + c * 64 for c in "abc")
 
@@ -14,7 +14,11 @@ def desc(d, size=10, **kw):
 
 
 def parse(doc):
-    return parse_manifest(json.dumps(doc).encode(), "sha256:" + "f" * 64)
+    data, digest = json.dumps(doc).encode(), "sha256:" + "f" * 64
+    manifest = parse_manifest(data, digest)
+    # What a gc parses (the references alone) is what the whole manifest references.
+    assert parse_references(data, digest) == manifest.references()
+    return manifest
 
 
 def test_schema2_references_config_and_layers():
@@ -80,8 +84,11 @@ def test_schema1_unsigned_and_signed():
     (b" " * (MAX_MANIFEST_BYTES + 1), "larger than any real manifest"),
 ])
 def test_malformed_manifests_are_errors_with_a_reason(data, why):
-    with pytest.raises(ManifestError, match=why):
+    with pytest.raises(ManifestError, match=why) as whole:
         parse_manifest(data, A)
+    with pytest.raises(ManifestError) as references:
+        parse_references(data, A)
+    assert str(references.value) == str(whole.value)
 
 
 def test_a_pickled_manifest_comes_back_equal_with_shared_strings():
