@@ -24,7 +24,7 @@ from regstore.errors import EXIT_CONFIG, EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_IN
     NotReadOnly, RegstoreError, SafetyValve, StoreNotFound
 from regstore.findings import ERROR, WARNING, Finding
 from regstore.holding import Holding, recover, restore_runs, runs_in
-from regstore.inventory import Inventory, take_inventory
+from regstore.inventory import Inventory, list_blobs, take_inventory
 from regstore.layout import is_digest, is_upload_id
 from regstore.lock import lock_for
 from regstore.metrics import gc_metrics, render, run_metrics, verify_metrics, write_atomically
@@ -403,9 +403,10 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
                 out.problem(f"warning: {notes[-1]}")
         started = time.time()
         with out.progress("listing", "entries") as tick:
+            # The blob listing is made during the mark, while other processes read manifests.
             inventory = take_inventory(
                 store, tick, jobs=args.jobs, processes=processes_for(args.jobs),
-                tag_history=args.delete_untagged or args.delete_empty_repos)
+                tag_history=args.delete_untagged or args.delete_empty_repos, blobs=False)
         live_upload = _recent_upload(store, inventory, started - LIVE_UPLOAD_WINDOW)
         if live_upload and not alongside_pushes:
             message = (f"the registry wrote upload {live_upload} less than "
@@ -420,7 +421,8 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
         with out.progress("reading manifests", "manifests") as tick:
             marks = mark(store, inventory, args.delete_untagged, args.jobs, tick,
                          protect_since=started - min_age if min_age else None,
-                         processes=processes_for(args.jobs), full=False)
+                         processes=processes_for(args.jobs), full=False,
+                         list_blobs=lambda: list_blobs(store, inventory, jobs=args.jobs))
         uploads_age = args.uploads_older_than if args.uploads_older_than is not None \
             else cfg.upload_purging.age_seconds
         plan = build_plan(store, inventory, marks, PlanOptions(

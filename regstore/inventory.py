@@ -86,6 +86,9 @@ class Inventory:
     blob_strays: dict[str, list[str]] = field(default_factory=dict)
     # Whether each tag's index was listed (Tag.index); without it, Tag.index is empty.
     tag_history: bool = True
+    # Whether ``blobs`` (and blob_stats, blob_strays) hold the blob listing yet: False from
+    # take_inventory(blobs=False) until list_blobs() has run.
+    blobs_listed: bool = True
 
     def note(self, finding: Finding) -> None:
         (self.blocking if finding.severity == ERROR else self.findings).append(finding)
@@ -112,7 +115,8 @@ class _Notes:
 
 
 def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1,
-                   processes: int = 1, tag_history: bool = True) -> Inventory:
+                   processes: int = 1, tag_history: bool = True,
+                   blobs: bool = True) -> Inventory:
     """List every repository and blob of ``store`` into an :class:`Inventory`, in ``jobs``
     threads and, on a store that can be read from forked processes (``Store.forkable``), with
     the repositories shared among ``processes`` processes (the result does not depend on
@@ -121,9 +125,11 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
     ``progress`` is called with a count of entries seen, for a progress bar. Without
     ``tag_history`` the index of each tag (which manifests it held before) is not listed, two
     of the three listings a tag costs: a gc without -m marks every revision whatever the
-    tags held, and needs only where each tag points now.
+    tags held, and needs only where each tag points now. Without ``blobs`` the blob listing
+    is left to :func:`list_blobs`, to be made once the repositories are listed (a gc makes it
+    while other processes read the manifests).
     """
-    inv = Inventory(tag_history=tag_history)
+    inv = Inventory(tag_history=tag_history, blobs_listed=blobs)
     tick = progress or (lambda n: None)
     pool, reads = IOPool(jobs, store.waits), IOPool(jobs, store.waits)
     if not store.forkable:
@@ -133,11 +139,27 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
         # so every link this listing sees has its blob in the later one, even while pushes
         # go on (listed the other way round, a manifest pushed in between looks missing).
         _scan_repositories(store, inv, tick, pool, reads, processes, tag_history)
-        _scan_blobs(store, inv, tick, pool)
+        if blobs:
+            _scan_blobs(store, inv, tick, pool)
     finally:
         pool.close()
         reads.close()
     return inv
+
+
+def list_blobs(store: Store, inv: Inventory, progress: Progress | None = None,
+               jobs: int = 1) -> None:
+    """Make the blob listing of an inventory taken without it (``take_inventory(blobs=
+    False)``), after its repositories: in that order, every link listed has its blob listed
+    too, even while pushes go on."""
+    if inv.blobs_listed:
+        raise ValueError("the inventory has its blob listing already")
+    pool = IOPool(jobs, store.waits)
+    try:
+        _scan_blobs(store, inv, progress or (lambda n: None), pool)
+    finally:
+        pool.close()
+    inv.blobs_listed = True
 
 
 def scan_repositories(store: Store, jobs: int = 1) -> Inventory:

@@ -77,14 +77,28 @@ class ManifestCache:
         self.loaded: dict[str, Parsed | Unusable] = {}
 
     def prefetch(self, digests: Iterable[str], progress: Progress | None = None,
-                 processes: int = 1) -> None:
+                 processes: int = 1, meanwhile: Callable[[], object] | None = None) -> None:
         """Read and parse ``digests`` ahead of :meth:`get`, in ``jobs`` threads and, on a
         store that forked processes can read (``Store.forkable``), in ``processes``
-        processes: parsing is Python work that threads cannot spread over cores."""
+        processes: parsing is Python work that threads cannot spread over cores.
+
+        ``meanwhile`` runs in this process while the others read (first, without them): a
+        blob listing that fills the set this cache was given. The manifests are then read
+        whether listed or not, and those the listing lacks are made missing afterwards, as
+        if they had not been read."""
         todo = sorted(d for d in set(digests) if d not in self.loaded)
         if processes > 1 and self.store.forkable:
-            self._keep(todo, fork_map(self._load_all, todo, processes), progress)
+            listed, self.blobs = self.blobs, None if meanwhile is not None else self.blobs
+            try:
+                loaded = fork_map(self._load_all, todo, processes, meanwhile)
+            finally:
+                self.blobs = listed
+            if meanwhile is not None and listed is not None:
+                loaded = [x if d in listed else self._load(d) for d, x in zip(todo, loaded)]
+            self._keep(todo, loaded, progress)
         else:
+            if meanwhile is not None:
+                meanwhile()
             self._load_all(todo, progress)
 
     def _load_all(self, todo: list[str],
@@ -137,7 +151,8 @@ class ManifestCache:
 
 def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 8,
          progress: Progress | None = None, protect_since: float | None = None,
-         processes: int = 1, full: bool = True) -> MarkResult:
+         processes: int = 1, full: bool = True,
+         list_blobs: Callable[[], object] | None = None) -> MarkResult:
     """Mark every blob reachable from a live manifest of any repository of ``inventory``.
 
     Reads each manifest blob once (in ``jobs`` threads of each of ``processes`` processes),
@@ -146,13 +161,19 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
     written at or after it is live too: it may be the child of an index whose push is still
     under way. Without ``full``, ``MarkResult.manifests`` holds only each manifest's
     :class:`References` (all a sweep needs, in a fifth of the memory).
+
+    An inventory taken without its blob listing comes with ``list_blobs``, which makes it:
+    here, while other processes read the manifests.
     """
     if delete_untagged and not inventory.tag_history:
         raise ValueError("a mark with delete_untagged needs the tags' history in the inventory")
-    result = MarkResult(problems=list(inventory.blocking), delete_untagged=delete_untagged)
+    if inventory.blobs_listed == (list_blobs is not None):
+        raise ValueError("a mark needs the inventory's blob listing, made or to be made")
     cache = ManifestCache(store, inventory.blobs, jobs, full)
     cache.prefetch((d for r in inventory.repositories.values() for d in r.revisions), progress,
-                   processes)
+                   processes, list_blobs)
+    # Read after any blob listing: a problem found there stops a sweep as well.
+    result = MarkResult(problems=list(inventory.blocking), delete_untagged=delete_untagged)
     pool = IOPool(jobs, store.waits)
     try:
         for repo in inventory.repositories.values():

@@ -124,6 +124,8 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
         # Whether a tag's history holds only what goes is what makes a repository empty.
         raise ValueError("removing emptied repositories needs the tags' history in the "
                          "inventory")
+    if not inventory.blobs_listed:
+        raise ValueError("a plan needs the inventory's blob listing (inventory.list_blobs)")
     plan = SweepPlan([], len(marks.marked), len(inventory.blobs))
     young = options.protect_since
 

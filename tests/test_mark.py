@@ -182,6 +182,53 @@ def test_the_mark_is_the_same_whatever_the_processes_and_what_it_keeps_of_manife
                 (one.marked, one.live, one.dead, one.problems)
 
 
+def test_a_blob_listing_made_during_the_mark_gives_the_same_mark(tmp_path):
+    from tests.support import copy_fixture
+
+    from regstore.inventory import list_blobs
+    from regstore.sweep import PlanOptions, build_plan
+
+    store = FilesystemStore(copy_fixture("mixed", tmp_path / "mixed"))
+    whole = take_inventory(store)
+    for delete_untagged in (False, True):
+        before = mark(store, whole, delete_untagged, jobs=1, processes=1, full=False)
+        for processes in (1, 2, 3):
+            inv = take_inventory(store, blobs=False)
+            assert not inv.blobs and not inv.blobs_listed
+            with pytest.raises(ValueError, match="blob listing"):
+                mark(store, inv, delete_untagged)
+            with pytest.raises(ValueError, match="blob listing"):
+                build_plan(store, inv, before, PlanOptions())
+            during = mark(store, inv, delete_untagged, jobs=2, processes=processes, full=False,
+                          list_blobs=lambda: list_blobs(store, inv))
+            assert inv.blobs == whole.blobs and inv.blobs_listed
+            assert (during.marked, during.live, during.dead, during.problems,
+                    during.manifests) == (before.marked, before.live, before.dead,
+                                          before.problems, before.manifests)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_manifest_the_late_blob_listing_lacks_is_missing_though_it_was_read(tmp_path,
+                                                                              processes):
+    from regstore.inventory import list_blobs
+
+    b = StoreBuilder(tmp_path)
+    gone = b.image("app", [b"one"], tag="v1")
+    for n in range(8):
+        b.image("app", [b"layer %d" % n], tag=f"t{n}")
+    store = FilesystemStore(tmp_path)
+    inv = take_inventory(store, blobs=False)
+
+    def listing_without_it():
+        list_blobs(store, inv)
+        inv.blobs.discard(gone)  # as if the blob had gone between the reads and the listing
+
+    marks = mark(store, inv, False, processes=processes, full=False,
+                 list_blobs=listing_without_it)
+    assert [(p.kind, p.digest) for p in marks.problems] == [("missing-manifest", gone)]
+    assert "not in the blob store" in marks.problems[0].message
+
+
 def test_without_tag_history_a_plain_gc_plans_the_same_and_nothing_needing_it_runs(tmp_path):
     from tests.support import copy_fixture
 

@@ -97,6 +97,29 @@ def test_fork_map_deals_items_to_processes_and_returns_them_in_order():
     assert results[0][1] == os.getpid(), "this process takes the first share"
 
 
+@pytest.mark.parametrize("processes", [1, 2, 3])
+def test_other_work_runs_here_while_the_children_take_most_items(processes):
+    done = []
+    results = fork_map(lambda xs: [(x, os.getpid(), list(done)) for x in xs], range(30),
+                       processes, meanwhile=lambda: done.append("listed"))
+    assert [x for x, _, _ in results] == list(range(30)) and done == ["listed"]
+    mine = [x for x, pid, seen in results if pid == os.getpid()]
+    assert all(seen == ["listed"] for x, pid, seen in results if pid == os.getpid())
+    assert len({pid for _, pid, _ in results}) == processes
+    # this process takes half a child's share, after its own other work
+    assert len(mine) == (30 if processes == 1 else 30 // (2 * processes - 1))
+
+
+def test_a_failure_of_the_other_work_kills_the_children():
+    def fail():
+        raise ValueError("listing failed")
+
+    with pytest.raises(ValueError, match="listing failed"):
+        fork_map(lambda xs: [time.sleep(0.01) for _ in xs], range(10), 2, meanwhile=fail)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every child was reaped
+
+
 def test_fork_map_runs_inline_with_one_process_or_few_items():
     for processes, items in ((1, range(10)), (4, range(3))):
         results = fork_map(lambda xs: [os.getpid() for _ in xs], items, processes)
