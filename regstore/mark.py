@@ -23,7 +23,7 @@ from regstore.findings import ERROR, WARNING, Finding
 from regstore.inventory import Inventory, Repository
 from regstore.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, References, \
     parse_manifest, parse_references
-from regstore.pool import IOPool, fork_map
+from regstore.pool import IOPool, fork_map, stat_many
 from regstore.store.base import Store, StoreError
 
 Progress = Callable[[int], None]
@@ -174,37 +174,37 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
                    processes, list_blobs)
     # Read after any blob listing: a problem found there stops a sweep as well.
     result = MarkResult(problems=list(inventory.blocking), delete_untagged=delete_untagged)
-    pool = IOPool(jobs, store.waits)
-    try:
-        for repo in inventory.repositories.values():
-            young = set()
-            if delete_untagged and protect_since is not None:
-                young = _young_revisions(store, repo, protect_since, pool)
-            _mark_repository(repo, cache, result, delete_untagged, young)
-    finally:
-        pool.close()
+    young: dict[str, set[str]] = {}
+    if delete_untagged and protect_since is not None:
+        young = _young_revisions(store, inventory, protect_since, jobs, processes)
+    for repo in inventory.repositories.values():
+        _mark_repository(repo, cache, result, delete_untagged, young.get(repo.name, set()))
     result.manifests = cache.loaded
     return result
 
 
-def _young_revisions(store: Store, repo: Repository, since: float, pool: IOPool) -> set[str]:
-    # Only an untagged revision can be young and otherwise dead: a tag keeps the rest.
-    tagged = {t.current for t in repo.tags.values()}
-    untagged = [d for d in repo.revisions if d not in tagged]
-
-    def mtime(item: tuple[str, str]) -> float | None:
-        listed = repo.revision_mtimes.get(item[0])  # from the listing, where it gave them
-        if listed is not None:
-            return listed
-        try:
-            st = store.stat(item[1])
-        except StoreError:
-            return None  # unknown age: keep it, as if it were young
-        return st.mtime if st is not None else None
-
-    links = list(zip(untagged, layout.revision_links(repo.name, untagged)))
-    return {digest for (digest, _), when in zip(links, pool.map(mtime, links))
-            if when is None or when >= since}
+def _young_revisions(store: Store, inventory: Inventory, since: float, jobs: int,
+                     processes: int) -> dict[str, set[str]]:
+    """Per repository, the untagged revisions whose link was written at or after ``since``,
+    or whose age is unknown (kept as if young). Only an untagged revision can be young and
+    otherwise dead: a tag keeps the rest."""
+    ages: dict[tuple[str, str], float | None] = {}
+    unlisted: list[tuple[str, str]] = []
+    for repo in inventory.repositories.values():
+        tagged = {t.current for t in repo.tags.values()}
+        for digest in repo.revisions - tagged:
+            listed = repo.revision_mtimes.get(digest)  # from the listing, where it gave them
+            if listed is not None:
+                ages[repo.name, digest] = listed
+            else:
+                unlisted.append((repo.name, digest))
+    stats = stat_many(store, [layout.revision_link(*r) for r in unlisted], jobs, processes)
+    ages.update((r, st.mtime if st is not None else None) for r, st in zip(unlisted, stats))
+    young: dict[str, set[str]] = {}
+    for (name, digest), when in ages.items():
+        if when is None or when >= since:
+            young.setdefault(name, set()).add(digest)
+    return young
 
 
 def _roots(repo: Repository, delete_untagged: bool) -> set[str]:

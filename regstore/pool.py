@@ -20,7 +20,10 @@ import signal
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, TypeVar
+
+if TYPE_CHECKING:
+    from regstore.store.base import Stat, Store
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -194,3 +197,35 @@ def _kill(pid: int) -> None:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
+
+
+def stat_many(store: "Store", keys: list[str], jobs: int = 1,
+              processes: int = 1) -> list["Stat | None"]:
+    """``store.stat`` of each key, in order; None where it is absent or cannot be stat'd.
+
+    Tens of thousands of independent calls (a plan's candidates, -m's untagged revisions):
+    shared among ``processes`` processes on a store they can read (``Store.forkable``), each
+    in ``jobs`` threads once the store makes them wait."""
+    from regstore.store.base import Stat, StoreError
+
+    def quietly(key: str) -> Stat | None:
+        try:
+            return store.stat(key)
+        except StoreError:
+            return None
+
+    def share(part: list[str]) -> list[tuple[int, float, bool] | None]:
+        pool = IOPool(jobs, store.waits)
+        try:
+            return [None if st is None else (st.size, st.mtime, st.is_dir)
+                    for st in pool.map(quietly, part)]
+        finally:
+            pool.close()
+
+    if processes <= 1 or not store.forkable:
+        pool = IOPool(jobs, store.waits)
+        try:
+            return pool.map(quietly, keys)
+        finally:
+            pool.close()
+    return [None if t is None else Stat(*t) for t in fork_map(share, keys, processes)]

@@ -153,3 +153,25 @@ def test_large_results_stream_back_and_an_unpicklable_one_is_a_fork_error():
         fork_map(share, range(10), 2)
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # every child was reaped
+
+
+def test_stat_many_gives_each_key_its_stat_in_order_whatever_the_processes(tmp_path):
+    from regstore.pool import stat_many
+    from regstore.store import FilesystemStore
+
+    v2 = tmp_path / "docker/registry/v2"
+    v2.mkdir(parents=True)
+    keys = []
+    for n in range(40):
+        (v2 / f"f{n}").write_bytes(b"x" * n)
+        os.utime(v2 / f"f{n}", (1000 + n, 1000 + n))
+        keys += [f"f{n}", f"absent{n}"]
+    (v2 / "d").mkdir()
+    keys.append("d")
+    store = FilesystemStore(tmp_path)
+    inline = stat_many(store, keys)
+    assert [(st.size, st.mtime, st.is_dir) if st else None for st in inline[:4]] == \
+        [(0, 1000.0, False), None, (1, 1001.0, False), None]
+    assert inline[-1].is_dir
+    for processes, jobs in ((2, 1), (3, 4)):
+        assert stat_many(store, keys, jobs, processes) == inline

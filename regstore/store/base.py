@@ -58,8 +58,9 @@ class FileEntry:
     md5: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Stat:
+class Stat(NamedTuple):
+    """What a stat gives (a named tuple: a plan stats tens of thousands of candidates)."""
+
     size: int
     mtime: float
     is_dir: bool = False
