@@ -1,3 +1,3 @@
-from regstore.cli import main
+from regstore.cli import run
 
-raise SystemExit(main())
+run()

@@ -15,7 +15,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TextIO
+from typing import Any, Callable, Iterator, NoReturn, Sequence, TextIO
 
 from regstore import __version__
 from regstore.config import ConfigError, RegistryConfig, config_for_root, default_config_path, \
@@ -966,6 +966,21 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     if log is not None:
         log.close()
     return code
+
+
+def run() -> NoReturn:
+    """The ``regstore`` command (and ``python -m regstore``): :func:`main`, then an exit at
+    once. By then the lock is released, the log and metrics files are closed, and the output
+    is flushed here; what an ordinary exit would add is freeing every object of the run one
+    by one and tearing the interpreter down, about a tenth of a second after a gc of a
+    100k-blob store, which the operating system does for free."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a reader that went away (`| head`): nothing left to tell it
+            pass
+    os._exit(code)
 
 
 #: Allocations between collections of the youngest generation, and collections of each

@@ -201,3 +201,19 @@ def test_help_documents_exit_codes():
     assert proc.returncode == 0
     for code in ("0 ", "1 ", "3 ", "4 ", "5 ", "6 "):
         assert f"\n  {code}" in proc.stdout
+
+
+def test_the_command_exits_with_main_s_code_and_its_whole_output(tmp_path):
+    # `regstore` leaves by os._exit once main returns: its output must be flushed first.
+    from tests.support import copy_fixture
+
+    root = copy_fixture("mixed", tmp_path / "mixed")
+    done = subprocess.run([sys.executable, "-m", "regstore", "gc", "--dry-run", "--json",
+                           "--min-age", "0", "--root", str(root)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["summary"]["blobs_eligible"] == 7
+    missing = subprocess.run([sys.executable, "-m", "regstore", "verify", "--root",
+                              str(tmp_path / "nowhere")], capture_output=True, text=True,
+                             timeout=120)
+    assert missing.returncode == 3 and "does not exist" in missing.stderr
