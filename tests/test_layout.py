@@ -75,3 +75,15 @@ def test_keys_with_empty_dot_or_dotdot_components_are_refused(key):
 @pytest.mark.parametrize("key", ["a/b/c", "a/.b/c", "a/..b", "...", "a/b.", "a/..\n"])
 def test_plain_keys_pass(key):
     check_key(key)
+
+
+@given(st.text(alphabet="a./_\n", max_size=12))
+def test_the_quick_key_check_refuses_exactly_what_the_pattern_refuses(key):
+    from regstore.store.base import _BAD_KEY_RE
+
+    try:
+        check_key(key)
+        refused = False
+    except StoreError:
+        refused = True
+    assert refused == bool(_BAD_KEY_RE.search(key))
