@@ -214,18 +214,18 @@ def stat_many(store: "Store", keys: list[str], jobs: int = 1,
         except StoreError:
             return None
 
-    def share(part: list[str]) -> list[tuple[int, float, bool] | None]:
+    def share(part: list[str]) -> list[Stat | None]:
+        # A task per slice of keys, not per key, where a stat costs less than a pool's
+        # bookkeeping (a disk); a request at a time where each one waits (an object store).
+        size = 1 if store.waits else 256
+        slices = [part[i:i + size] for i in range(0, len(part), size)]
         pool = IOPool(jobs, store.waits)
         try:
-            return [None if st is None else (st.size, st.mtime, st.is_dir)
-                    for st in pool.map(quietly, part)]
+            return [st for done in pool.map(lambda keys: [quietly(k) for k in keys], slices)
+                    for st in done]
         finally:
             pool.close()
 
     if processes <= 1 or not store.forkable:
-        pool = IOPool(jobs, store.waits)
-        try:
-            return pool.map(quietly, keys)
-        finally:
-            pool.close()
-    return [None if t is None else Stat(*t) for t in fork_map(share, keys, processes)]
+        return share(keys)
+    return fork_map(share, keys, processes)

@@ -156,18 +156,21 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
              for digest in sorted(inventory.repositories[name].layers - marks.marked)]
     listed = inventory.blob_stats or {}
     # One stat per candidate not listed with its time (on a cold disk each waits on a seek).
+    # Each key built once: for the stat and for the plan item.
+    blob_dirs = {d: layout.blob_dir(d) for d in garbage}
+    link_dirs = {link: layout.layer_link_dir(*link) for link in links}
     unlisted_blobs = [d for d in garbage if d not in listed]
     unlisted_links = [(name, digest) for name, digest in links
                       if digest not in inventory.repositories[name].layer_mtimes] \
         if young is not None else []
-    stats = stat_many(store, [layout.blob_data(d) for d in unlisted_blobs] +
-                      [layout.layer_link(*link) for link in unlisted_links],
+    stats = stat_many(store, [blob_dirs[d] + "/data" for d in unlisted_blobs] +
+                      [link_dirs[link] + "/link" for link in unlisted_links],
                       options.jobs, options.processes)
     # A blob directory without data (the registry creates the directory, then renames the
     # data in) is aged by the directory itself.
     fresh = dict(zip(unlisted_blobs, stats))
     dataless = [d for d in unlisted_blobs if fresh[d] is None]
-    fresh.update(zip(dataless, stat_many(store, [layout.blob_dir(d) for d in dataless],
+    fresh.update(zip(dataless, stat_many(store, [blob_dirs[d] for d in dataless],
                                          options.jobs)))
     blob_stats = {d: listed.get(d) or fresh[d] for d in garbage}
     held_back = {d for d, st in blob_stats.items() if is_young(st)}
@@ -179,7 +182,7 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
             if is_young(st):
                 held_back.add(digest)  # a push may be using it right now
     for name, digest in links:
-        item = PlanItem(LAYER_LINK, layout.layer_link_dir(name, digest), digest,
+        item = PlanItem(LAYER_LINK, link_dirs[name, digest], digest,
                         "link to a missing blob" if digest not in inventory.blobs else
                         "link to a blob nothing live references", name)
         if digest in held_back:
@@ -188,7 +191,7 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
         else:
             plan.items.append(item)
     for digest, st in blob_stats.items():
-        item = PlanItem(BLOB, layout.blob_dir(digest), digest,
+        item = PlanItem(BLOB, blob_dirs[digest], digest,
                         "not referenced by any live manifest",
                         size=st.size if st and not st.is_dir else 0,
                         mtime=st.mtime if st else None)
