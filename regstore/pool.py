@@ -226,6 +226,11 @@ def stat_many(store: "Store", keys: list[str], jobs: int = 1,
         finally:
             pool.close()
 
-    if processes <= 1 or not store.forkable:
+    if processes <= 1 or not store.forkable or len(keys) < FORK_MIN_STATS:
         return share(keys)
     return fork_map(share, keys, processes)
+
+
+#: Fewer stats than this are made in this process: a fork (and sending the results back)
+#: costs about what a few thousand stats of a warm disk do.
+FORK_MIN_STATS = 4096

@@ -155,7 +155,9 @@ def test_large_results_stream_back_and_an_unpicklable_one_is_a_fork_error():
         os.waitpid(-1, os.WNOHANG)  # every child was reaped
 
 
-def test_stat_many_gives_each_key_its_stat_in_order_whatever_the_processes(tmp_path):
+def test_stat_many_gives_each_key_its_stat_in_order_whatever_the_processes(tmp_path,
+                                                                           monkeypatch):
+    import regstore.pool
     from regstore.pool import stat_many
     from regstore.store import FilesystemStore
 
@@ -173,5 +175,11 @@ def test_stat_many_gives_each_key_its_stat_in_order_whatever_the_processes(tmp_p
     assert [(st.size, st.mtime, st.is_dir) if st else None for st in inline[:4]] == \
         [(0, 1000.0, False), None, (1, 1001.0, False), None]
     assert inline[-1].is_dir
+    monkeypatch.setattr(regstore.pool, "FORK_MIN_STATS", 0)  # fork even for these few
+    forks = []
+    real_fork_map = regstore.pool.fork_map
+    monkeypatch.setattr(regstore.pool, "fork_map",
+                        lambda *a: forks.append(a[2]) or real_fork_map(*a))
     for processes, jobs in ((2, 1), (3, 4)):
         assert stat_many(store, keys, jobs, processes) == inline
+    assert forks == [2, 3]
