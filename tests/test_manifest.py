@@ -1,6 +1,8 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from regstore.manifest import (DOCKER_LIST, MAX_MANIFEST_BYTES, OCI_ARTIFACT, OCI_INDEX,
                                OCI_MANIFEST, SCHEMA1, SCHEMA1_SIGNED, SCHEMA2, ManifestError,
@@ -105,3 +107,65 @@ def test_a_pickled_manifest_comes_back_equal_with_shared_strings():
     assert back[0].blobs[0].media_type is sys.intern("x")
     refs = pickle.loads(pickle.dumps(m.references()))
     assert refs == (((A, B, C), (), A)) and refs.blobs[2] is sys.intern(C)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8)
+DESCRIPTORS = st.fixed_dictionaries(
+    {"digest": st.sampled_from([A, B, "sha256:nope"]),
+     "size": st.integers(min_value=-1) | st.floats() | st.just(2 ** 70)},
+    optional={"mediaType": st.text() | st.integers(), "urls": JSON_VALUES,
+              "annotations": JSON_VALUES})
+MANIFESTS = st.fixed_dictionaries(
+    {"schemaVersion": st.sampled_from([1, 2, 3, 2 ** 70, 2.0])},
+    optional={"mediaType": st.sampled_from([SCHEMA2, OCI_MANIFEST, OCI_INDEX, OCI_ARTIFACT]),
+              "config": DESCRIPTORS, "layers": st.lists(DESCRIPTORS, max_size=3),
+              "manifests": st.lists(DESCRIPTORS, max_size=2), "subject": DESCRIPTORS,
+              "fsLayers": st.lists(st.fixed_dictionaries({"blobSum": st.sampled_from([A, 1])}),
+                                   max_size=2),
+              "annotations": JSON_VALUES})
+
+
+def outcome(parse, data):
+    """What parsing ``data`` gives: the result, or the error and its message."""
+    try:
+        return "parsed", parse(data, C)
+    except ManifestError as exc:
+        return "refused", str(exc)
+
+
+def json_only(parse):
+    """``parse`` with json alone (as without orjson installed)."""
+    from unittest import mock
+
+    from regstore import manifest
+
+    def parsed(data, digest):
+        with mock.patch.object(manifest, "orjson", None):
+            return parse(data, digest)
+    return parsed
+
+
+@given(MANIFESTS, st.booleans())
+def test_a_manifest_means_what_json_alone_says_it_means(doc, ascii_only):
+    # orjson reads some documents otherwise (NaN, integers beyond 64 bits, lone surrogates):
+    # what regstore keeps of a manifest, or the error it gives, never depends on it.
+    data = json.dumps(doc, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    for parse in (parse_manifest, parse_references):
+        assert outcome(parse, data) == outcome(json_only(parse), data)
+
+
+@pytest.mark.parametrize("data", [
+    b'{"schemaVersion": 2, "config": {"digest": "%s", "size": 123456789012345678901234567890},'
+    b' "layers": []}' % A.encode(),
+    b'{"schemaVersion": 2, "config": {"digest": "%s", "size": 1}, "layers": [], '
+    b'"annotations": {"a": NaN, "b": "\\ud800"}}' % A.encode(),
+    b'\xef\xbb\xbf{"schemaVersion": 2, "manifests": []}',
+    b'{"schemaVersion": 123456789012345678901234567890}',
+    b'[' * 2000 + b']' * 2000,
+])
+def test_what_orjson_refuses_or_reads_otherwise_is_parsed_as_json_parses_it(data):
+    for parse in (parse_manifest, parse_references):
+        assert outcome(parse, data) == outcome(json_only(parse), data)
