@@ -159,12 +159,6 @@ def revision_link(repo: str, digest: str) -> str:
     return revision_dir(repo, digest) + "/link"
 
 
-def revision_links(repo: str, digests: list[str]) -> list[str]:
-    """:func:`revision_link` of each digest, the repository name checked once."""
-    top = revisions_dir(repo)
-    return [f"{top}/{alg}/{hex_part}/link" for alg, hex_part in map(split_digest, digests)]
-
-
 def tags_dir(repo: str) -> str:
     return repository_dir(repo) + "/_manifests/tags"
 

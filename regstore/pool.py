@@ -206,7 +206,7 @@ def stat_many(store: "Store", keys: list[str], jobs: int = 1,
     Tens of thousands of independent calls (a plan's candidates, -m's untagged revisions):
     shared among ``processes`` processes on a store they can read (``Store.forkable``), each
     in ``jobs`` threads once the store makes them wait."""
-    from regstore.store.base import Stat, StoreError
+    from regstore.store.base import StoreError
 
     def quietly(key: str) -> Stat | None:
         try:
