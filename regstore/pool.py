@@ -7,9 +7,11 @@ only take turns at the interpreter lock, and on a 2-core machine a run with 8 of
 times as long as one without. Which case holds is not known in advance and can change during a
 run (repositories cached, blobs not), so a pool starts inline and watches: when, over a window
 of inline work, the wall time exceeds the CPU time this thread spent (system time included) by
-a third, the process is waiting on the store, and from then on the pool uses its threads. On a
-100k-blob store that took a cold run from 18.8 s inline (14.7 s always threaded) to 11.5 s,
-and left a warm run inline (3.0 s; 8.7 s always threaded).
+a third, the process is waiting on the store, and the pool uses its threads. On a 100k-blob
+store that took a cold run from 18.8 s inline (14.7 s always threaded) to 11.5 s, and left a
+warm run inline (3.0 s; 8.7 s always threaded). After a while threaded (0.2 s of work, twice
+as long each time the store still made it wait) a window inline judges again: a burst of
+cache misses on a warm store no longer leaves the rest of the run fighting over the lock.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ _R = TypeVar("_R")
 WINDOW = 0.1
 #: Wall time over CPU time above which a window counts as waiting on the store.
 WAITING = 1.3
+#: Seconds of threaded work after which a pool judges again, inline, whether the work still
+#: waits; doubled each time it still does.
+JUDGE_AGAIN_AFTER = 0.2
 
 
 class IOPool:
@@ -41,10 +46,15 @@ class IOPool:
 
     def __init__(self, jobs: int, waits: bool = False) -> None:
         # waits: the work is known to wait (an object store's requests): threads from the start
+        # and throughout
         self.jobs = max(1, jobs)
         self.executor = ThreadPoolExecutor(max_workers=self.jobs) if self.jobs > 1 else None
         self.threaded = waits
+        self._always = waits
         self._wall = self._cpu = 0.0
+        self._threaded_for = 0.0  # seconds of threaded work since the last judgement
+        self._judge_after = JUDGE_AGAIN_AFTER
+        self._judging_again = False
 
     def map(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
         return list(self.imap(fn, items))
@@ -52,10 +62,22 @@ class IOPool:
     def imap(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> Iterator[_R]:
         """The results of ``fn`` over ``items``, in order, each as soon as it is there."""
         items = list(items)
-        for n, item in enumerate(items):
+        n = 0
+        while n < len(items):
             if self.threaded and self.executor is not None and len(items) - n > 1:
-                yield from self.executor.map(fn, items[n:])
-                return
+                # In batches: after a while threaded, a window inline judges again whether
+                # the store still makes the work wait (a burst of cache misses ends).
+                batch = items[n:n + self.jobs * 16]
+                started = time.perf_counter()
+                yield from self.executor.map(fn, batch)
+                n += len(batch)
+                self._threaded_for += time.perf_counter() - started
+                if not self._always and self._threaded_for >= self._judge_after:
+                    self.threaded, self._judging_again = False, True
+                    self._threaded_for = 0.0
+                continue
+            item = items[n]
+            n += 1
             yield self._inline(lambda: fn(item))
 
     def submit(self, fn: Callable[[], _R]) -> "Future[_R]":
@@ -76,6 +98,11 @@ class IOPool:
             self._cpu += time.thread_time() - cpu
             if self._wall >= WINDOW:
                 self.threaded = self._wall > WAITING * self._cpu
+                # Still waiting when judged again: the next judgement comes twice as late (on
+                # a cold disk the inline windows cost what threads would have overlapped).
+                self._judge_after = self._judge_after * 2 if self.threaded and \
+                    self._judging_again else JUDGE_AGAIN_AFTER
+                self._judging_again = False
                 self._wall = self._cpu = 0.0
 
     def park(self) -> None:

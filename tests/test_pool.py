@@ -183,3 +183,43 @@ def test_stat_many_gives_each_key_its_stat_in_order_whatever_the_processes(tmp_p
     for processes, jobs in ((2, 1), (3, 4)):
         assert stat_many(store, keys, jobs, processes) == inline
     assert forks == [2, 3]
+
+
+def test_work_that_stops_waiting_comes_back_inline(monkeypatch):
+    monkeypatch.setattr(pool_mod, "JUDGE_AGAIN_AFTER", 0.02)
+    p = IOPool(4)
+    try:
+        first = p.map(waiting, range(80))  # a burst of waits (cache misses)
+        assert p.threaded
+        then = p.map(busy, range(200))  # answered from memory again
+    finally:
+        p.close()
+    assert [r for r, _ in first] == [x * 2 for x in range(80)]
+    assert [r for r, _ in then] == [x * 2 for x in range(200)]
+    assert not p.threaded
+    here = threading.current_thread().name
+    assert {t for _, t in then[-40:]} == {here}, "judged again inline, it stays inline"
+
+
+def test_work_that_keeps_waiting_is_judged_again_less_and_less_often(monkeypatch):
+    monkeypatch.setattr(pool_mod, "JUDGE_AGAIN_AFTER", 0.01)
+    p = IOPool(4)
+    try:
+        results = p.map(waiting, range(400))
+    finally:
+        p.close()
+    assert [r for r, _ in results] == [x * 2 for x in range(400)]
+    assert p.threaded and p._judge_after > 0.01 * 4
+    inline = sum(t == threading.current_thread().name for _, t in results)
+    assert inline < len(results) / 4, "most of the waiting work ran in threads"
+
+
+def test_a_store_that_waits_keeps_its_threads_throughout(monkeypatch):
+    monkeypatch.setattr(pool_mod, "JUDGE_AGAIN_AFTER", 0.001)
+    p = IOPool(4, waits=True)
+    try:
+        results = p.map(busy, range(300))
+    finally:
+        p.close()
+    assert p.threaded
+    assert threading.current_thread().name not in {t for _, t in results[1:]}
