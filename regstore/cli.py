@@ -272,12 +272,22 @@ class Output:
     def say(self, line: str) -> None:
         self.to_log(line)
         if not self.quiet and not self.as_json:
-            print(line, file=self.out)
+            self._print(line, self.out)
 
     def problem(self, line: str) -> None:
         self.to_log(line)
         if not self.as_json:
-            print(line, file=self.err)
+            self._print(line, self.err)
+
+    def _print(self, line: str, stream: TextIO) -> None:
+        # A reader that went away (`| head`) ends what it reads, not the run: the rest of
+        # the lines for it are dropped (the log file still gets them), the exit code is the
+        # run's own.
+        try:
+            print(line, file=stream)
+        except BrokenPipeError:
+            if stream is sys.stdout or stream is sys.stderr:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
     def to_log(self, line: str) -> None:
         if self.log is not None:

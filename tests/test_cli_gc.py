@@ -217,3 +217,19 @@ def test_the_command_exits_with_main_s_code_and_its_whole_output(tmp_path):
                               str(tmp_path / "nowhere")], capture_output=True, text=True,
                              timeout=120)
     assert missing.returncode == 3 and "does not exist" in missing.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_output_not_the_run(tmp_path):
+    # `regstore gc --dry-run config.yml | head -1`: the rest of the lines meet a closed pipe.
+    from tests.support import copy_fixture
+
+    root = copy_fixture("mixed", tmp_path / "mixed")
+    log = tmp_path / "run.log"
+    proc = subprocess.Popen([sys.executable, "-m", "regstore", "gc", "--dry-run", "--min-age",
+                             "0", "--log-file", str(log), "--root", str(root)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    assert "eligible for deletion" in log.read_text()  # the run went on to its end
