@@ -29,13 +29,19 @@ def waiting(x: int) -> tuple[int, str]:
     return x * 2, threading.current_thread().name
 
 
+def mapped(p: IOPool, fn, n: int) -> list[tuple[int, str]]:
+    """``p.map(fn, range(n))``, its results checked to come in order; the pool stays open."""
+    results = p.map(fn, range(n))
+    assert [r for r, _ in results] == [x * 2 for x in range(n)]
+    return results
+
+
 def test_work_that_keeps_the_cpu_busy_stays_inline():
     p = IOPool(4)
     try:
-        results = p.map(busy, range(40))
+        results = mapped(p, busy, 40)
     finally:
         p.close()
-    assert [r for r, _ in results] == [x * 2 for x in range(40)]
     assert {t for _, t in results} == {threading.current_thread().name}
     assert not p.threaded
 
@@ -189,13 +195,11 @@ def test_work_that_stops_waiting_comes_back_inline(monkeypatch):
     monkeypatch.setattr(pool_mod, "JUDGE_AGAIN_AFTER", 0.02)
     p = IOPool(4)
     try:
-        first = p.map(waiting, range(80))  # a burst of waits (cache misses)
+        mapped(p, waiting, 80)  # a burst of waits (cache misses)
         assert p.threaded
-        then = p.map(busy, range(200))  # answered from memory again
+        then = mapped(p, busy, 200)  # answered from memory again
     finally:
         p.close()
-    assert [r for r, _ in first] == [x * 2 for x in range(80)]
-    assert [r for r, _ in then] == [x * 2 for x in range(200)]
     assert not p.threaded
     here = threading.current_thread().name
     assert {t for _, t in then[-40:]} == {here}, "judged again inline, it stays inline"
@@ -205,10 +209,9 @@ def test_work_that_keeps_waiting_is_judged_again_less_and_less_often(monkeypatch
     monkeypatch.setattr(pool_mod, "JUDGE_AGAIN_AFTER", 0.01)
     p = IOPool(4)
     try:
-        results = p.map(waiting, range(400))
+        results = mapped(p, waiting, 400)
     finally:
         p.close()
-    assert [r for r, _ in results] == [x * 2 for x in range(400)]
     assert p.threaded and p._judge_after > 0.01 * 4
     inline = sum(t == threading.current_thread().name for _, t in results)
     assert inline < len(results) / 4, "most of the waiting work ran in threads"
@@ -218,7 +221,7 @@ def test_a_store_that_waits_keeps_its_threads_throughout(monkeypatch):
     monkeypatch.setattr(pool_mod, "JUDGE_AGAIN_AFTER", 0.001)
     p = IOPool(4, waits=True)
     try:
-        results = p.map(busy, range(300))
+        results = mapped(p, busy, 300)
     finally:
         p.close()
     assert p.threaded
