@@ -66,8 +66,9 @@ class IOPool:
         while n < len(items):
             if self.threaded and self.executor is not None and len(items) - n > 1:
                 # In batches: after a while threaded, a window inline judges again whether
-                # the store still makes the work wait (a burst of cache misses ends).
-                batch = items[n:n + self.jobs * 16]
+                # the store still makes the work wait (a burst of cache misses ends). A store
+                # whose every request waits keeps all of them in flight, as it always did.
+                batch = items[n:] if self._always else items[n:n + self.jobs * 16]
                 started = time.perf_counter()
                 yield from self.executor.map(fn, batch)
                 n += len(batch)
