@@ -20,7 +20,7 @@ REPOSITORIES = "repositories"
 # Hex lengths of the algorithms the registry's digest package accepts.
 DIGEST_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
 _DIGEST_RE = re.compile(r"(sha256|sha384|sha512):([0-9a-f]+)")
-SHA256_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")  # nearly every digest
+_SHA256_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _HEX_RE = re.compile(r"[0-9a-f]+")
 
 # The registry's grammar for a repository path component (reference/regexp.go).
@@ -36,7 +36,7 @@ class InvalidName(ValueError):
 
 def is_digest(text: str) -> bool:
     """Whether ``text`` is a canonical digest (``alg:hex``, lowercase, of the right length)."""
-    if SHA256_DIGEST_RE.fullmatch(text):
+    if _SHA256_DIGEST_RE.fullmatch(text):
         return True  # nearly every digest: one match, no groups
     m = _DIGEST_RE.fullmatch(text)
     return bool(m) and len(m.group(2)) == DIGEST_HEX_LENGTH[m.group(1)]

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, TypeVar
 
-from regstore.layout import SHA256_DIGEST_RE, is_digest
+from regstore.layout import is_digest
 
 try:
     import orjson
@@ -232,7 +232,7 @@ def _checked_digest(value: Any, role: str, field: str, i: int | None = None) -> 
     if type(value) is not dict:
         raise ManifestError(f"{_where(field, i)} is not a descriptor object")
     digest = value.get("digest")
-    if type(digest) is not str or not (SHA256_DIGEST_RE.fullmatch(digest) or is_digest(digest)):
+    if not _is_digest_value(digest):
         raise ManifestError(f"{_where(field, i)}.digest is not a digest: {str(digest)[:80]!r}")
     size = value.get("size")
     if size is not None and (type(size) is not int or size < 0):
