@@ -22,10 +22,9 @@ import signal
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
-if TYPE_CHECKING:
-    from regstore.store.base import Stat, Store
+from regstore.store.base import Stat, Store, stat_quietly
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -227,21 +226,13 @@ def _kill(pid: int) -> None:
         pass
 
 
-def stat_many(store: "Store", keys: list[str], jobs: int = 1,
-              processes: int = 1) -> list["Stat | None"]:
+def stat_many(store: Store, keys: list[str], jobs: int = 1,
+              processes: int = 1) -> list[Stat | None]:
     """``store.stat`` of each key, in order; None where it is absent or cannot be stat'd.
 
     Tens of thousands of independent calls (a plan's candidates, -m's untagged revisions):
     shared among ``processes`` processes on a store they can read (``Store.forkable``), each
     in ``jobs`` threads once the store makes them wait."""
-    from regstore.store.base import StoreError
-
-    def quietly(key: str) -> Stat | None:
-        try:
-            return store.stat(key)
-        except StoreError:
-            return None
-
     def share(part: list[str]) -> list[Stat | None]:
         # A task per slice of keys, not per key, where a stat costs less than a pool's
         # bookkeeping (a disk); a request at a time where each one waits (an object store).
@@ -249,8 +240,8 @@ def stat_many(store: "Store", keys: list[str], jobs: int = 1,
         slices = [part[i:i + size] for i in range(0, len(part), size)]
         pool = IOPool(jobs, store.waits)
         try:
-            return [st for done in pool.map(lambda keys: [quietly(k) for k in keys], slices)
-                    for st in done]
+            done = pool.map(lambda keys: [stat_quietly(store, k) for k in keys], slices)
+            return [st for stats in done for st in stats]
         finally:
             pool.close()
 

@@ -40,7 +40,7 @@ from regstore import layout
 from regstore.inventory import Inventory, Repository
 from regstore.mark import MarkResult
 from regstore.pool import stat_many
-from regstore.store.base import Stat, Store, StoreError
+from regstore.store.base import Stat, Store, StoreError, stat_quietly
 
 BLOB = "blob"
 LAYER_LINK = "layer-link"
@@ -214,13 +214,6 @@ def _protected(item: PlanItem, why: str) -> PlanItem:
                     item.tag, item.size, item.mtime)
 
 
-def _stat_quietly(store: Store, key: str) -> Stat | None:
-    try:
-        return store.stat(key)
-    except StoreError:
-        return None  # size unknown: reported as 0, the removal itself will say more
-
-
 def upload_started(store: Store, repo: str, upload_id: str) -> float | None:
     """When an upload started: its ``startedat`` file, as the registry's purge reads it, or
     else the newest modification time of its data. None when neither can be read."""
@@ -230,7 +223,7 @@ def upload_started(store: Store, repo: str, upload_id: str) -> float | None:
         started = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except (FileNotFoundError, StoreError, UnicodeDecodeError, ValueError):
         started = None
-    data = _stat_quietly(store, base + "/data")
+    data = stat_quietly(store, base + "/data")
     # A chunked upload that is still being written is not stale, whatever it started as.
     if data is not None:
         return max(started or 0.0, data.mtime)
@@ -244,7 +237,7 @@ def _stale_uploads(store: Store, repo: Repository, before: float) -> list[PlanIt
             continue
         started = upload_started(store, repo.name, upload_id)
         if started is not None and started < before:
-            data = _stat_quietly(store, layout.upload_dir(repo.name, upload_id) + "/data")
+            data = stat_quietly(store, layout.upload_dir(repo.name, upload_id) + "/data")
             items.append(PlanItem(UPLOAD, layout.upload_dir(repo.name, upload_id), upload_id,
                                   "upload abandoned before the purge age", repo.name,
                                   size=data.size if data else 0))
@@ -471,7 +464,7 @@ def _recheck(store: Store, item: PlanItem,
         if item.digest in targets:
             return "a tag points at it now"
     if item.kind == BLOB:
-        st = _stat_quietly(store, layout.blob_data(item.digest))
+        st = stat_quietly(store, layout.blob_data(item.digest))
         if st is not None and item.mtime is not None and st.mtime != item.mtime:
             return "its data changed since the plan was made"
     return None

@@ -38,6 +38,15 @@ def check_key(key: str) -> None:
         raise StoreError(key, "refusing a key that is not a plain relative path")
 
 
+def stat_quietly(store: "Store", key: str) -> Stat | None:
+    """``store.stat(key)``, or None where ``key`` is absent or cannot be stat'd (its age or
+    size then unknown: callers keep what they cannot age)."""
+    try:
+        return store.stat(key)
+    except StoreError:
+        return None
+
+
 class DirEntry(NamedTuple):
     """One child of a listed directory. ``kind`` is "dir", "file", "symlink" or "other".
     (A named tuple: a listing of a large store makes hundreds of thousands of them.)"""
