@@ -286,8 +286,7 @@ class Output:
         try:
             print(line, file=stream)
         except BrokenPipeError:
-            if stream is sys.stdout or stream is sys.stderr:
-                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            _reader_gone(stream)
 
     def to_log(self, line: str) -> None:
         if self.log is not None:
@@ -304,6 +303,14 @@ class Output:
 
         with tqdm(desc=desc, unit=unit, file=self.err, leave=False) as bar:
             yield bar.update
+
+
+def _reader_gone(stream: TextIO) -> None:
+    """After a write to ``stream`` met a closed pipe (its reader, `| head`, went away, which is
+    not an error of the run): point the process's stdout or stderr at devnull, so that later
+    writes and the final flush drop their lines quietly."""
+    if stream is sys.stdout or stream is sys.stderr:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def resolve_config(args: argparse.Namespace) -> RegistryConfig:
@@ -966,9 +973,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
             write_json(output.doc, out)
             out.flush()
     except BrokenPipeError:
-        # The reader (`| head`) went away: not an error of the run. Point stdout at devnull
-        # so the interpreter's final flush does not complain again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _reader_gone(out)
     metrics_file = getattr(args, "metrics_file", None)
     if metrics_file is not None:
         code = _write_metrics(metrics_file, args.command, output.doc, started, code, err)
