@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import io
 import os
-from datetime import datetime, timezone
+from datetime import datetime
 import random
 import re
 import threading
@@ -203,7 +203,7 @@ def _transient(exc: Exception) -> bool:
 
 def _parse_timestamp(value: str) -> datetime:
     """An S3 timestamp: ISO 8601 (listings), RFC 1123 (headers), else botocore's own parser."""
-    from regstore.store.s3wire import http_date
+    from regstore.store.s3wire import as_utc, http_date
 
     try:
         parsed = datetime.fromisoformat(value)
@@ -213,7 +213,7 @@ def _parse_timestamp(value: str) -> datetime:
             from botocore.utils import parse_timestamp
             return parse_timestamp(value)  # type: ignore[no-any-return]
         return header
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return as_utc(parsed)
 
 
 _MD5_RE = re.compile(r"[0-9a-f]{32}")

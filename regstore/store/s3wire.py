@@ -133,6 +133,12 @@ _MONTHS = {name: number for number, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 
 
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` with its zone, or as UTC if it has none: S3 times are UTC, and one without a
+    zone must not be read as this machine's local time."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 def http_date(text: str) -> datetime | None:
     """An HTTP date header as an aware datetime, or None if it is none. The form servers send
     (``Fri, 01 Mar 2024 10:20:30 GMT``) is read directly; the obsolete ones through the
@@ -152,7 +158,7 @@ def http_date(text: str) -> datetime | None:
         parsed = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return as_utc(parsed)
 
 
 # --- Signature Version 4 ----------------------------------------------------------------------
@@ -873,6 +879,4 @@ def _iso_time(text: str | None) -> datetime:
         parsed = datetime.fromisoformat(text or "")
     except ValueError:
         raise S3ProtocolError(f"the listing's LastModified is {text!r}, not a time") from None
-    # S3 times are UTC; one without a zone must not be read as this machine's local time
-    # (the boto3 path reads it as UTC too).
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return as_utc(parsed)  # as the boto3 path reads it
