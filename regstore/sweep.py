@@ -210,8 +210,7 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
 
 
 def _protected(item: PlanItem, why: str) -> PlanItem:
-    return PlanItem(item.kind, item.key, item.digest, f"kept: {why}", item.repository,
-                    item.tag, item.size, item.mtime)
+    return item._replace(reason=f"kept: {why}")
 
 
 def upload_started(store: Store, repo: str, upload_id: str) -> float | None:
