@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 from regstore import layout
 from regstore.findings import ERROR, WARNING, Finding
 from regstore.inventory import Inventory, Repository
-from regstore.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, References, \
+from regstore.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, References, Shipment, \
     parse_manifest, parse_references
 from regstore.pool import IOPool, fork_map, stat_many
 from regstore.store.base import Store, StoreError
@@ -90,7 +90,8 @@ class ManifestCache:
         if processes > 1 and self.store.forkable:
             listed, self.blobs = self.blobs, None if meanwhile is not None else self.blobs
             try:
-                loaded = fork_map(self._load_all, todo, processes, meanwhile)
+                loaded = fork_map(lambda part: Shipment(self._load_all(part)), todo, processes,
+                                  meanwhile)
             finally:
                 self.blobs = listed
             if meanwhile is not None and listed is not None:

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from regstore.manifest import (DOCKER_LIST, MAX_MANIFEST_BYTES, OCI_ARTIFACT, OCI_INDEX,
                                OCI_MANIFEST, SCHEMA1, SCHEMA1_SIGNED, SCHEMA2, ManifestError,
-                               parse_manifest, parse_references)
+                               Shipment, parse_manifest, parse_references)
 
 A, B, C = ("sha256:" + c * 64 for c in "abc")
 
@@ -105,8 +105,20 @@ def test_a_pickled_manifest_comes_back_equal_with_shared_strings():
     # the strings of another process's manifest are this interpreter's shared ones again
     assert back[0].blobs[1].digest is sys.intern(B) and back[0].subject.digest is sys.intern(A)
     assert back[0].blobs[0].media_type is sys.intern("x")
-    refs = pickle.loads(pickle.dumps(m.references()))
-    assert refs == (((A, B, C), (), A)) and refs.blobs[2] is sys.intern(C)
+
+
+def test_a_shipment_of_parse_results_comes_back_as_the_same_results():
+    import pickle
+
+    refs = parse_references(json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                                        "config": desc(A), "layers": [desc(B)],
+                                        "subject": desc(C)}).encode(), A)
+    index = parse_references(json.dumps({"schemaVersion": 2, "manifests": [desc(C)]}).encode(), A)
+    whole = parse({"schemaVersion": 2, "manifests": [desc(B)]})
+    shipped = [refs, index, whole, "not parsed", None]
+    back = pickle.loads(pickle.dumps(Shipment(shipped)))
+    assert back == shipped and [type(x) for x in back] == [type(x) for x in shipped]
+    assert back[0].blobs == (A, B) and back[0].subject == C and back[1].children == (C,)
 
 
 JSON_VALUES = st.recursive(
