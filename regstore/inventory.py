@@ -265,7 +265,7 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
         pool.park()  # no thread of it running while processes fork
         scanned = iter(fork_map(lambda part: _scan_part(store, part, reads.jobs, history),
                                 forked, processes))
-        events = [_interned(*next(scanned)) if isinstance(e, tuple) else e for e in events]
+        events = [next(scanned) if isinstance(e, tuple) else e for e in events]
     for event in events:
         if isinstance(event, tuple):
             repo, outcome = event
@@ -279,17 +279,30 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
             inv.note(event)
 
 
-def _interned(repo: Repository, notes: _Notes) -> tuple[Repository, _Notes]:
-    """``repo`` with its digests made the interpreter's shared strings again: one that comes
-    back from another process holds copies, 120 bytes each, of what the blob listing holds."""
+class _Scanned(list):  # type: ignore[type-arg]
+    """The (repository, notes) pairs of a share scanned in another process, sent back as
+    plain tuples and made again by one function: the default pickling of each repository and
+    tag (a dataclass with slots) was slower than the strings they hold. On arrival, their
+    digests are made the interpreter's shared strings again: one that comes back from
+    another process holds copies, 120 bytes each, of what the blob listing holds."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (_unscanned, ([(
+            (r.name, r.revisions, r.signatures, r.layers, r.uploads, r.has_tags_dir,
+             r.layer_mtimes, r.revision_mtimes,
+             [(t.name, t.key, t.current, t.index, t.valid_name, t.bad_link)
+              for t in r.tags.values()]), notes) for r, notes in self],))
+
+
+def _unscanned(items: list[Any]) -> list[tuple[Repository, _Notes]]:
     intern = sys.intern
-    repo.revisions = {intern(d) for d in repo.revisions}
-    repo.layers = {intern(d) for d in repo.layers}
-    for tag in repo.tags.values():
-        tag.current = intern(tag.current) if tag.current else tag.current
-        if tag.index:
-            tag.index = {intern(d) for d in tag.index}
-    return repo, notes
+    return [(Repository(name, set(map(intern, revisions)), signatures, {
+        t: Tag(t, key, current and intern(current),
+               set(map(intern, index)) if index else index, valid, bad)
+        for t, key, current, index, valid, bad in tags}, set(map(intern, layers)), uploads,
+        has_tags_dir, layer_mtimes, revision_mtimes), notes)
+        for (name, revisions, signatures, layers, uploads, has_tags_dir, layer_mtimes,
+             revision_mtimes, tags), notes in items]
 
 
 def _scan_part(store: Store, part: list[tuple[Repository, dict[str, str]]],
@@ -300,8 +313,8 @@ def _scan_part(store: Store, part: list[tuple[Repository, dict[str, str]]],
     each repository reads (a pool of its own: a repository's task waits on them)."""
     pool, reads = IOPool(jobs, store.waits), IOPool(jobs, store.waits)
     try:
-        return pool.map(lambda item: (item[0], _scan_repository(store, *item, reads, history)),
-                        part)
+        return _Scanned(pool.map(
+            lambda item: (item[0], _scan_repository(store, *item, reads, history)), part))
     finally:
         pool.close()
         reads.close()
