@@ -23,6 +23,7 @@ import hashlib
 import sys
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Callable, Iterable
 
 from regstore import layout
@@ -641,6 +642,12 @@ def _scan_layers(store: Store, notes: _Notes, repo: Repository) -> None:
             def inside(alg: str) -> list[DirEntry]:
                 return store.list_dir(f"{top}/{alg}")
         for alg in algorithms:
+            if alg.kind == "dir" and not store.flat_walk:
+                digests = _digest_directories(store, f"{top}/{alg.name}", alg.name)
+                if digests is not None:  # nearly every repository: nothing else to look at
+                    notes.tick(len(digests))
+                    repo.layers.update(digests)
+                    continue
             entries = inside(alg.name) if alg.kind == "dir" else []
             notes.tick(len(entries))
             names = [e.name for e in entries]
@@ -689,12 +696,16 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> N
                                        for p in prefixes]
         else:
             # One prefix at a time: all listings at once were a transient 180 bytes a blob.
-            listings = pool.imap(lambda p: _list_prefix(store, f"{top}/{p[0]}/{p[1]}"),
+            listings = pool.imap(lambda p: _list_prefix(store, *p, f"{top}/{p[0]}/{p[1]}"),
                                  prefixes)
         for (alg_name, prefix_name), listing in zip(prefixes, listings):
             where = f"{top}/{alg_name}/{prefix_name}"
             if isinstance(listing, StoreError):
                 raise listing
+            if isinstance(listing, list):  # blob directories only, each named by a digest
+                tick(len(listing))
+                inv.blobs.update(listing)
+                continue
             entries, files = listing
             tick(len(entries))
             names = [e.name for e in entries]
@@ -717,12 +728,29 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> N
         inv.note(_unreadable(exc, "the blob store"))
 
 
-def _list_prefix(store: Store, where: str) -> tuple[list[DirEntry], None] | StoreError:
-    """The entries of one blob prefix directory."""
+def _list_prefix(store: Store, algorithm: str, prefix: str,
+                 where: str) -> list[str] | tuple[list[DirEntry], None] | StoreError:
+    """The digests of blob prefix directory ``where`` when it holds blob directories only,
+    each under its own prefix (nearly every one), else its entries."""
+    digests = _digest_directories(store, where, algorithm) if len(prefix) == 2 else None
+    if digests is not None and all(map(str.startswith, digests,
+                                       repeat(f"{algorithm}:{prefix}"))):
+        return digests
     try:
         return store.list_dir(where), None
     except StoreError as exc:
         return exc
+
+
+def _digest_directories(store: Store, key: str, algorithm: str) -> list[str] | None:
+    """The digests named by the entries of ``key`` when each is a directory named by an
+    ``algorithm`` digest, as store.subdirectories tells at less cost than a listing; else
+    None: list it, and say what else is there."""
+    names = store.subdirectories(key)
+    if names is None:
+        return None
+    digests = layout.digests_from_names(algorithm, names)
+    return None if None in digests else digests  # type: ignore[return-value]
 
 
 #: A blob store with up to this many objects is walked as one flat listing (a request per

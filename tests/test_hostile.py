@@ -114,6 +114,8 @@ CASES: dict[str, tuple[Callable[[Case], None], int, str]] = {
     "blobs-prefix-is-a-file": (lambda c: c.write("blobs/sha256/zz", b"x"), 0, "stray-entry"),
     "blob-under-wrong-prefix": (lambda c: c.write(f"blobs/sha256/00/{HEX}/data", b"x"), 0,
                                 "stray-entry"),
+    "blob-under-short-prefix": (lambda c: c.write(f"blobs/sha256/{HEX[0]}/{HEX}/data", b"x"),
+                                0, "stray-entry"),
     "repository-name-not-utf8": (lambda c: c.write(
         os.fsdecode(b"repositories/\xff\xfe/_manifests/revisions/sha256/" + HEX.encode() + b"/link"),
         b"x"), 6, "invalid-repository-name"),

@@ -351,3 +351,9 @@ def test_list_dir_gives_each_entry_its_kind_with_or_without_counting_links(tmp_p
     assert counting._counts_subdirectories
     for store in (counting, reading):
         assert {key: set(store.list_dir(key)) for key in want} == want
+    # subdirectories: the names, only when certain that each is a directory
+    assert sorted(counting.subdirectories("only-dirs")) == ["a", "b"]
+    assert counting.subdirectories("empty") == [] and counting.subdirectories("absent") == []
+    assert counting.subdirectories("mixed") is None
+    assert counting.subdirectories("mixed/file") is None  # list_dir says what is wrong
+    assert all(reading.subdirectories(key) is None for key in want)

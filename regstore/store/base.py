@@ -103,6 +103,12 @@ class Store(Protocol):
         """The children of directory ``key``; ``[]`` if it does not exist. Symlinks are
         reported as such and never followed. Raises :class:`StoreError` if it cannot be read."""
 
+    def subdirectories(self, key: str) -> list[str] | None:
+        """The names in directory ``key`` when it is certain, at less cost than
+        :meth:`list_dir`, that each is a directory (not a symlink); None when that is not
+        known: list it then. Layer links and blob prefixes are such directories, hundreds of
+        thousands of them."""
+
     def walk(self, key: str) -> Iterator[FileEntry]:
         """Every non-directory below ``key``, recursively, without following symlinks.
         Raises :class:`StoreError` when any part of the subtree cannot be listed: a walk is

@@ -74,18 +74,11 @@ class FilesystemStore:
 
     def list_dir(self, key: str) -> list[DirEntry]:
         new = tuple.__new__  # a named tuple's own constructor is a Python call per entry
+        names = self.subdirectories(key)
+        if names is not None:
+            return [new(DirEntry, (name, "dir")) for name in names]
         path = self._p(key)
         try:
-            if self._counts_subdirectories:
-                # Nearly every directory of a store holds directories only. Its link count is
-                # 2 plus its subdirectories: when that equals 2 plus every name listed, no
-                # entry is a file or a symlink, and the names alone (a C list of strings) say
-                # it all. The count is taken first: a directory created meanwhile makes a
-                # mismatch, and the listing is made again with each entry's type.
-                links = os.lstat(path).st_nlink
-                names = os.listdir(path)
-                if links == len(names) + 2:
-                    return [new(DirEntry, (name, "dir")) for name in names]
             with os.scandir(path) as it:
                 return [new(DirEntry, (e.name, "dir" if e.is_dir(follow_symlinks=False)
                                        else _kind(e))) for e in it]
@@ -95,6 +88,23 @@ class FilesystemStore:
             raise StoreError(key, "expected a directory, found a file") from None
         except OSError as exc:
             raise StoreError(key, f"cannot list: {exc.strerror or exc}") from None
+
+    def subdirectories(self, key: str) -> list[str] | None:
+        if not self._counts_subdirectories:
+            return None
+        # Nearly every directory of a store holds directories only. Its link count is 2 plus
+        # its subdirectories: when that equals 2 plus every name listed, no entry is a file or
+        # a symlink, and the names alone (a C list of strings) say it all. The count is taken
+        # first: a directory created meanwhile makes a mismatch, and None.
+        path = self._p(key)
+        try:
+            links = os.lstat(path).st_nlink
+            names = os.listdir(path)
+        except FileNotFoundError:
+            return []
+        except OSError:
+            return None  # list_dir says what is wrong
+        return names if links == len(names) + 2 else None
 
     def walk(self, key: str) -> Iterator[FileEntry]:
         top = self._p(key)

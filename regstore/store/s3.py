@@ -423,6 +423,9 @@ class S3Store:
     def holds_only_file(self, key: str, name: str) -> bool:
         return False  # never cheaper than the flat listings this store is read by
 
+    def subdirectories(self, key: str) -> list[str] | None:
+        return None  # likewise
+
     def read(self, key: str, max_bytes: int) -> bytes:
         object_key = self.key_of(key)
         try:
