@@ -233,3 +233,16 @@ def test_a_reader_that_goes_away_ends_the_output_not_the_run(tmp_path):
     assert proc.wait(timeout=120) == 0
     assert "Traceback" not in err and "BrokenPipe" not in err
     assert "eligible for deletion" in log.read_text()  # the run went on to its end
+
+
+def test_a_gc_leaves_its_inventory_mark_and_plan_to_whoever_asked_to_keep_them(store, tmp_path):
+    from regstore.inventory import Inventory
+    from regstore.mark import MarkResult
+    from regstore.sweep import SweepPlan
+
+    kept: list[object] = []
+    code = main(["gc", "--dry-run", "--json", str(config(tmp_path, store.root))],
+                out=io.StringIO(), err=io.StringIO(), kept=kept)
+    assert code == 0
+    assert [type(x) for x in kept] == [Inventory, MarkResult, SweepPlan]
+    assert store.orphan in {item.digest for item in kept[2].items}
