@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable
 
 from regstore import layout
 from regstore.findings import ERROR, HINT, WARNING, Finding, printable
-from regstore.pool import IOPool, fork_map
+from regstore.pool import IOPool, PoolPerProcess, fork_map
 from regstore.store.base import DirEntry, FileEntry, Stat, Store, StoreError
 
 Progress = Callable[[int], None]
@@ -264,8 +264,13 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
                                       key=f"{key}/{entry.name}"))
     if forked:
         pool.park()  # no thread of it running while processes fork
-        scanned = iter(fork_map(lambda part: _scan_part(store, part, reads.jobs, history),
-                                forked, processes))
+        pools = PoolPerProcess(reads.jobs, store.waits), PoolPerProcess(reads.jobs, store.waits)
+        try:
+            scanned = iter(fork_map(lambda part: _scan_part(store, part, *pools, history),
+                                    forked, processes))
+        finally:
+            for each in pools:
+                each.close()
         events = [next(scanned) if isinstance(e, tuple) else e for e in events]
     for event in events:
         if isinstance(event, tuple):
@@ -307,18 +312,15 @@ def _unscanned(items: list[Any]) -> list[tuple[Repository, _Notes]]:
 
 
 def _scan_part(store: Store, part: list[tuple[Repository, dict[str, str]]],
-               jobs: int, history: bool) -> list[tuple[Repository, _Notes]]:
-    """Scan a share of the repositories (in a process of :func:`fork_map`), with thread
+               repositories: PoolPerProcess, reads: PoolPerProcess,
+               history: bool) -> list[tuple[Repository, _Notes]]:
+    """Scan a chunk of the repositories (in a process of :func:`fork_map`), with thread
     pools of this process's own: one for the repositories (on a cold disk each listing waits
     on a seek, and several repositories at once keep the disk busy), one for the tag links
     each repository reads (a pool of its own: a repository's task waits on them)."""
-    pool, reads = IOPool(jobs, store.waits), IOPool(jobs, store.waits)
-    try:
-        return _Scanned(pool.map(
-            lambda item: (item[0], _scan_repository(store, *item, reads, history)), part))
-    finally:
-        pool.close()
-        reads.close()
+    reading = reads.get()
+    return _Scanned(repositories.get().map(
+        lambda item: (item[0], _scan_repository(store, *item, reading, history)), part))
 
 
 def _scan_repository(store: Store, repo: Repository, kinds: dict[str, str],

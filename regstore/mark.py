@@ -23,7 +23,7 @@ from regstore.findings import ERROR, WARNING, Finding
 from regstore.inventory import Inventory, Repository
 from regstore.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, References, Shipment, \
     parse_manifest, parse_references
-from regstore.pool import IOPool, fork_map, stat_many
+from regstore.pool import IOPool, PoolPerProcess, fork_map, stat_many
 from regstore.store.base import Store, StoreError
 
 Progress = Callable[[int], None]
@@ -89,11 +89,13 @@ class ManifestCache:
         todo = sorted(d for d in set(digests) if d not in self.loaded)
         if processes > 1 and self.store.forkable:
             listed, self.blobs = self.blobs, None if meanwhile is not None else self.blobs
+            pools = PoolPerProcess(self.jobs, self.store.waits)
             try:
-                loaded = fork_map(lambda part: Shipment(self._load_all(part)), todo, processes,
-                                  meanwhile)
+                loaded = fork_map(lambda part: Shipment(self._load_all(part, pool=pools.get())),
+                                  todo, processes, meanwhile)
             finally:
                 self.blobs = listed
+                pools.close()
             if meanwhile is not None and listed is not None:
                 loaded = [x if d in listed else self._load(d) for d, x in zip(todo, loaded)]
             self._keep(todo, loaded, progress)
@@ -102,8 +104,9 @@ class ManifestCache:
                 meanwhile()
             self._load_all(todo, progress)
 
-    def _load_all(self, todo: list[str],
-                  progress: Progress | None = None) -> list[Parsed | Unusable]:
+    def _load_all(self, todo: list[str], progress: Progress | None = None,
+                  pool: IOPool | None = None) -> list[Parsed | Unusable]:
+        """Load ``todo`` in ``pool`` (one of its own, closed after, when not given)."""
         # One task per slice, not per manifest: a future per small file costs more than
         # reading it. Slices are small enough to keep every thread busy to the end.
         size = max(64, len(todo) // (self.jobs * 8) + 1)
@@ -113,13 +116,15 @@ class ManifestCache:
         def load(part: list[str]) -> list[Parsed | Unusable]:
             return [self._load(d) for d in part]
 
-        pool = IOPool(self.jobs if len(slices) > 1 else 1, self.store.waits)
+        own = pool is None
+        pool = IOPool(self.jobs if len(slices) > 1 else 1, self.store.waits) if own else pool
         try:
             for part, outcome in zip(slices, pool.imap(load, slices)):
                 self._keep(part, outcome, progress)
                 loaded += outcome
         finally:
-            pool.close()
+            if own:
+                pool.close()
         return loaded
 
     def _keep(self, part: list[str], loaded: list[Parsed | Unusable],

@@ -23,7 +23,7 @@ import tempfile
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from regstore.store.base import Stat, Store, stat_quietly
 
@@ -136,20 +136,26 @@ class ForkError(RuntimeError):
 def fork_map(fn: Callable[[list[_T]], list[_R]], items: Iterable[_T],
              processes: int, meanwhile: Callable[[], object] | None = None) -> list[_R]:
     """``fn`` over ``items`` in ``processes`` processes, results in order: this one and
-    ``processes - 1`` forked children each take a share of the items (dealt round-robin) and
-    map it with ``fn``, which takes a list and returns the list of its results; a child's
-    results come back pickled, through a file in memory (:func:`_result_file`).
+    ``processes - 1`` forked children take chunks of the items from a queue they share until
+    none is left, and map each chunk with ``fn``, which takes a list and returns the list of
+    its results; a child's results come back pickled, through a file in memory
+    (:func:`_result_file`).
 
     Listing and parsing a large store is Python work that threads cannot spread over cores;
-    processes can. ``fn`` may be a closure (a child has the parent's memory), and should make
-    any thread pool it needs itself: one inherited across a fork has no threads. A child that
-    fails raises :class:`ForkError` here; on any error every child is killed and reaped. With
-    one process, no ``os.fork``, or too few items to be worth a fork, it runs inline.
+    processes can. Fixed shares ended apart: on a shared machine one process is often slowed
+    by a tenth or more, and the other then waited for it (50-150 ms of a 100k-blob gc's two
+    phases); from a queue, a process that is slowed takes fewer chunks, and chunks shrink as
+    the work runs out (:func:`_chunks`), so all end within a small chunk of each other.
 
-    ``meanwhile``, other work of this process, runs here first while the children work; this
-    process then takes half a child's share of the items (a blob listing is about half the
-    time of a share of the manifests). Inline, it runs before ``fn``. Should it fail, the
-    children are killed and its error raised.
+    ``fn`` may be a closure (a child has the parent's memory) and is called once per chunk:
+    a thread pool it needs is best one per process (:class:`PoolPerProcess`); one inherited
+    across a fork has no threads. A child that fails raises :class:`ForkError` here; on any
+    error every child is killed and reaped. With one process, no ``os.fork``, or too few items
+    to be worth a fork, it runs inline, ``fn`` called once.
+
+    ``meanwhile``, other work of this process, runs here first while the children take
+    chunks (this process then takes what is left). Inline, it runs before ``fn``. Should it
+    fail, the children are killed and its error raised.
     """
     items = list(items)
     processes = min(processes, len(items) // 2)
@@ -157,41 +163,83 @@ def fork_map(fn: Callable[[list[_T]], list[_R]], items: Iterable[_T],
         if meanwhile is not None:
             meanwhile()
         return fn(items)
-    # Dealt round-robin; with other work to do, this process takes half a child's share.
-    slices = processes if meanwhile is None else 2 * processes - 1
-    dealt = [list(range(k, len(items), slices)) for k in range(slices)]
-    if meanwhile is not None:
-        dealt = dealt[:1] + [dealt[k] + dealt[k + 1] for k in range(1, slices, 2)]
-    children: list[tuple[int, int]] = []
+    chunks = _chunks(len(items), processes)
+    # The queue: each chunk's number, four bytes, in a pipe written whole before any fork
+    # (a few hundred bytes at most; a pipe holds 64 KiB). A read of four bytes takes one
+    # number, whole, from whichever process reads; an empty pipe whose writing end is closed
+    # reads as its end.
+    queue, writing = os.pipe()
     try:
-        for indexes in dealt[1:]:
-            children.append(_fork_child(fn, [items[i] for i in indexes]))
+        os.write(writing, b"".join(k.to_bytes(4, "little") for k in range(len(chunks) - 1)))
+    finally:
+        os.close(writing)
+
+    def take() -> Iterator[tuple[int, list[_R]]]:
+        while number := os.read(queue, 4):
+            k = int.from_bytes(number, "little")
+            yield k, fn(items[chunks[k]:chunks[k + 1]])
+
+    children: list[tuple[int, int]] = []
+    parts: list[tuple[int, list[_R]]] = []
+    try:
+        for _ in range(processes - 1):
+            children.append(_fork_child(take))
         if meanwhile is not None:
             meanwhile()
-        results = [fn([items[i] for i in dealt[0]])]
+        parts += take()
         while children:
             pid, fd = children[0]
             _, status = os.waitpid(pid, 0)
             children.pop(0)
-            os.lseek(fd, 0, os.SEEK_SET)  # the child's writes moved the offset they share
-            with os.fdopen(fd, "rb") as result:
-                # Unpickled as it is read: the whole payload is never held as bytes too.
-                try:
-                    ok, payload = pickle.load(result)
-                except Exception as exc:  # cut short: the child died while writing it
-                    ok, payload = False, f"its result could not be read ({exc!r})"
-            if not ok or status != 0:
-                raise ForkError(f"a worker process ended with status {status}: {payload}")
-            results.append(payload)
+            parts += _read_result(fd, status)
     finally:
+        os.close(queue)
         for pid, fd in children:
             os.close(fd)
             _kill(pid)
     out: list[_R] = [None] * len(items)  # type: ignore[list-item]
-    for indexes, part_results in zip(dealt, results):
-        for i, result in zip(indexes, part_results):
-            out[i] = result
+    for k, results in parts:
+        out[chunks[k]:chunks[k + 1]] = results
     return out
+
+
+#: The smallest chunk of items fork_map hands out.
+MIN_CHUNK = 16
+
+
+def _chunks(n: int, processes: int) -> list[int]:
+    """The bounds of the chunks of ``n`` items for :func:`fork_map`: each a share of what is
+    left (divided among twice the processes), never below :data:`MIN_CHUNK` items; about
+    ``2 * processes * ln(n / MIN_CHUNK)`` chunks in all, so that the last ones are small."""
+    bounds = [0]
+    while bounds[-1] < n:
+        left = n - bounds[-1]
+        bounds.append(bounds[-1] + max(MIN_CHUNK, -(-left // (2 * processes))))
+    bounds[-1] = n
+    return bounds
+
+
+class PoolPerProcess:
+    """An :class:`IOPool` for the process that asks for it, made on its first request there:
+    a function that :func:`fork_map` calls once per chunk keeps one pool (and what it judged
+    of the store) across its chunks, and a child never gets its parent's pool, whose threads
+    a fork does not copy."""
+
+    def __init__(self, jobs: int, waits: bool = False) -> None:
+        self.jobs, self.waits = jobs, waits
+        self._pool: IOPool | None = None
+        self._pid = 0
+
+    def get(self) -> IOPool:
+        if self._pool is None or self._pid != os.getpid():
+            self._pool, self._pid = IOPool(self.jobs, self.waits), os.getpid()
+        return self._pool
+
+    def close(self) -> None:
+        """End this process's pool, if it made one."""
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.close()
+            self._pool = None
 
 
 def _result_file() -> int:
@@ -207,7 +255,24 @@ def _result_file() -> int:
         return os.dup(f.fileno())
 
 
-def _fork_child(fn: Callable[[list[_T]], list[_R]], part: list[_T]) -> tuple[int, int]:
+def _read_result(fd: int, status: int) -> list[tuple[int, Any]]:
+    """The chunks a child that ended with ``status`` wrote into ``fd`` (see _fork_child)."""
+    parts = []
+    os.lseek(fd, 0, os.SEEK_SET)  # the child's writes moved the offset they share
+    with os.fdopen(fd, "rb") as result:
+        try:
+            # Unpickled as it is read: the whole payload is never held as bytes too.
+            while (frame := pickle.load(result))[0] == "chunk":
+                parts.append(frame[1:])
+            failure = frame[1] if frame[0] == "failed" else None
+        except Exception as exc:  # cut short: the child died while writing it
+            failure = f"its result could not be read ({exc!r})"
+    if failure is not None or status != 0:
+        raise ForkError(f"a worker process ended with status {status}: {failure}")
+    return parts
+
+
+def _fork_child(work: Callable[[], Iterator[tuple[int, Any]]]) -> tuple[int, int]:
     fd = _result_file()
     try:
         pid = os.fork()
@@ -218,15 +283,18 @@ def _fork_child(fn: Callable[[list[_T]], list[_R]], part: list[_T]) -> tuple[int
         return pid, fd
     # The child: compute, write, and leave by os._exit, never back into the parent's code
     # (no atexit handlers, no flush of the parent's buffered output).
+    # Each chunk's results are written as soon as they are there (the parent reads them
+    # once this child has ended): the last chunk's are all that is left to write at the end.
     code = 1
     try:
         with os.fdopen(fd, "wb") as result:
             try:
-                # Pickled straight into the file, never whole in this process's memory.
-                pickle.dump((True, fn(part)), result, pickle.HIGHEST_PROTOCOL)
+                for k, results in work():
+                    pickle.dump(("chunk", k, results), result, pickle.HIGHEST_PROTOCOL)
+                pickle.dump(("done",), result)
                 code = 0
             except BaseException:  # written for the parent, which raises it
-                pickle.dump((False, traceback.format_exc()), result)
+                pickle.dump(("failed", traceback.format_exc()), result)
     finally:
         os._exit(code)
 
@@ -249,21 +317,22 @@ def stat_many(store: Store, keys: list[str], jobs: int = 1,
     Tens of thousands of independent calls (a plan's candidates, -m's untagged revisions):
     shared among ``processes`` processes on a store they can read (``Store.forkable``), each
     in ``jobs`` threads once the store makes them wait."""
+    pools = PoolPerProcess(jobs, store.waits)
+
     def share(part: list[str]) -> list[Stat | None]:
         # A task per slice of keys, not per key, where a stat costs less than a pool's
         # bookkeeping (a disk); a request at a time where each one waits (an object store).
         size = 1 if store.waits else 256
         slices = [part[i:i + size] for i in range(0, len(part), size)]
-        pool = IOPool(jobs, store.waits)
-        try:
-            done = pool.map(lambda keys: [stat_quietly(store, k) for k in keys], slices)
-            return [st for stats in done for st in stats]
-        finally:
-            pool.close()
+        done = pools.get().map(lambda keys: [stat_quietly(store, k) for k in keys], slices)
+        return [st for stats in done for st in stats]
 
-    if processes <= 1 or not store.forkable or len(keys) < FORK_MIN_STATS:
-        return share(keys)
-    return fork_map(share, keys, processes)
+    try:
+        if processes <= 1 or not store.forkable or len(keys) < FORK_MIN_STATS:
+            return share(keys)
+        return fork_map(share, keys, processes)
+    finally:
+        pools.close()
 
 
 #: Fewer stats than this are made in this process: a fork (and sending the results back)

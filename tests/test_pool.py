@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from regstore import pool as pool_mod
-from regstore.pool import ForkError, IOPool, fork_map
+from regstore.pool import MIN_CHUNK, ForkError, IOPool, PoolPerProcess, _chunks, fork_map
 
 
 @pytest.fixture(autouse=True)
@@ -93,27 +94,61 @@ def test_an_exception_comes_out_of_map_and_submit_in_either_mode(fn):
         p.close()
 
 
-def test_fork_map_deals_items_to_processes_and_returns_them_in_order():
-    def share(items):
+def test_fork_map_shares_chunks_among_processes_and_returns_them_in_order():
+    def chunk(items):
+        time.sleep(0.02)  # long enough that every process gets to take some
         return [(x * 2, os.getpid()) for x in items]
 
-    results = fork_map(share, range(21), 3)
-    assert [r for r, _ in results] == [x * 2 for x in range(21)]
+    results = fork_map(chunk, range(300), 3)
+    assert [r for r, _ in results] == [x * 2 for x in range(300)]
     assert len({pid for _, pid in results}) == 3
-    assert results[0][1] == os.getpid(), "this process takes the first share"
+
+
+def test_chunks_shrink_as_the_work_runs_out_and_cover_every_item_once():
+    for n, processes in ((10, 2), (300, 3), (23_834, 2), (1_000_000, 4)):
+        bounds = _chunks(n, processes)
+        sizes = [b - a for a, b in zip(bounds, bounds[1:])]
+        assert bounds[0] == 0 and bounds[-1] == n and all(size > 0 for size in sizes)
+        assert sizes[0] == min(n, max(MIN_CHUNK, -(-n // (2 * processes))))
+        assert sizes == sorted(sizes, reverse=True)
+        assert all(size >= MIN_CHUNK for size in sizes[:-1])
+        assert len(sizes) <= 2 * processes * (math.log(max(n, MIN_CHUNK) / MIN_CHUNK) + 1) + 1
 
 
 @pytest.mark.parametrize("processes", [1, 2, 3])
-def test_other_work_runs_here_while_the_children_take_most_items(processes):
+def test_other_work_runs_here_while_the_children_take_the_items(processes):
     done = []
+
+    def listing():
+        time.sleep(0.3)  # the children take every chunk meanwhile
+        done.append("listed")
+
     results = fork_map(lambda xs: [(x, os.getpid(), list(done)) for x in xs], range(30),
-                       processes, meanwhile=lambda: done.append("listed"))
+                       processes, meanwhile=listing)
     assert [x for x, _, _ in results] == list(range(30)) and done == ["listed"]
-    mine = [x for x, pid, seen in results if pid == os.getpid()]
-    assert all(seen == ["listed"] for x, pid, seen in results if pid == os.getpid())
-    assert len({pid for _, pid, _ in results}) == processes
-    # this process takes half a child's share, after its own other work
-    assert len(mine) == (30 if processes == 1 else 30 // (2 * processes - 1))
+    mine = [seen for _, pid, seen in results if pid == os.getpid()]
+    # what this process took, it took after its other work
+    assert all(seen == ["listed"] for seen in mine)
+    if processes == 1:
+        assert len(mine) == 30
+    else:
+        assert len(mine) < 30 and len({pid for _, pid, _ in results} - {os.getpid()}) >= 1
+
+
+def test_a_pool_per_process_is_one_pool_in_each_process_never_the_parents():
+    pools = PoolPerProcess(2)
+    mine = pools.get()
+    assert pools.get() is mine
+
+    def chunk(items):
+        pool = pools.get()
+        assert pool is pools.get()
+        return [(os.getpid(), pool is mine, pool.map(lambda x: x + 1, [x])[0]) for x in items]
+
+    results = fork_map(chunk, range(200), 2)
+    assert [r for _, _, r in results] == list(range(1, 201))
+    assert all(is_mine == (pid == os.getpid()) for pid, is_mine, _ in results)
+    pools.close()
 
 
 def test_a_failure_of_the_other_work_kills_the_children():
@@ -132,31 +167,34 @@ def test_fork_map_runs_inline_with_one_process_or_few_items():
         assert set(results) == {os.getpid()}
 
 
-@pytest.mark.parametrize("failing", [0, 1], ids=["in-this-process", "in-a-child"])
-def test_a_failure_in_any_share_raises_and_leaves_no_child(failing):
-    def share(items):
-        if items[0] == failing:
-            raise ValueError(f"share starting at {failing}")
-        time.sleep(0.05)
+@pytest.mark.parametrize("in_child", [False, True], ids=["in-this-process", "in-a-child"])
+def test_a_failure_in_any_chunk_raises_and_leaves_no_child(in_child):
+    parent = os.getpid()
+
+    def chunk(items):
+        if (os.getpid() != parent) == in_child:
+            raise ValueError(f"chunk starting at {items[0]} failed")
+        time.sleep(0.05)  # the others take chunks meanwhile
         return list(items)
 
-    with pytest.raises((ValueError, ForkError), match=f"share starting at {failing}"):
-        fork_map(share, range(10), 2)
+    with pytest.raises(ForkError if in_child else ValueError, match="chunk starting at"):
+        fork_map(chunk, range(300), 2)
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # every child was reaped
 
 
-def test_large_results_stream_back_and_an_unpicklable_one_is_a_fork_error():
-    big = fork_map(lambda xs: [bytes([x]) * (1 << 20) for x in xs], range(8), 2)
-    assert big == [bytes([x]) * (1 << 20) for x in range(8)]  # 8 MiB through the pipes
+def test_large_results_come_back_and_an_unpicklable_one_is_a_fork_error():
+    big = fork_map(lambda xs: [bytes([x % 256]) * (1 << 18) for x in xs], range(64), 2)
+    assert big == [bytes([x % 256]) * (1 << 18) for x in range(64)]  # 16 MiB in all
 
-    def share(items):
-        # a child's result cannot be pickled halfway through its share
-        return [x if x < 4 or os.getpid() == parent else (lambda: x) for x in items]
+    def chunk(items):
+        time.sleep(0.05)  # the child takes chunks meanwhile
+        # a child's result cannot be pickled halfway through
+        return [x if x % 2 or os.getpid() == parent else (lambda: x) for x in items]
 
     parent = os.getpid()
     with pytest.raises(ForkError, match="status"):
-        fork_map(share, range(10), 2)
+        fork_map(chunk, range(300), 2)
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # every child was reaped
 
