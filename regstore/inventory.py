@@ -286,7 +286,7 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
 
 
 class _Scanned(list):  # type: ignore[type-arg]
-    """The (repository, notes) pairs of a share scanned in another process, sent back as
+    """The (repository, notes) pairs of a chunk scanned in another process, sent back as
     plain tuples and made again by one function: the default pickling of each repository and
     tag (a dataclass with slots) was slower than the strings they hold. On arrival, their
     digests are made the interpreter's shared strings again: one that comes back from
