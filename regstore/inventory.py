@@ -698,8 +698,7 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> N
                                        for p in prefixes]
         else:
             # One prefix at a time: all listings at once were a transient 180 bytes a blob.
-            listings = pool.imap(lambda p: _list_prefix(store, *p, f"{top}/{p[0]}/{p[1]}"),
-                                 prefixes)
+            listings = pool.imap(lambda p: _list_prefix(store, top, *p), prefixes)
         for (alg_name, prefix_name), listing in zip(prefixes, listings):
             where = f"{top}/{alg_name}/{prefix_name}"
             if isinstance(listing, StoreError):
@@ -730,10 +729,11 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> N
         inv.note(_unreadable(exc, "the blob store"))
 
 
-def _list_prefix(store: Store, algorithm: str, prefix: str,
-                 where: str) -> list[str] | tuple[list[DirEntry], None] | StoreError:
-    """The digests of blob prefix directory ``where`` when it holds blob directories only,
-    each under its own prefix (nearly every one), else its entries."""
+def _list_prefix(store: Store, top: str, algorithm: str,
+                 prefix: str) -> list[str] | tuple[list[DirEntry], None] | StoreError:
+    """The digests of blob prefix directory ``top/algorithm/prefix`` when it holds blob
+    directories only, each under its own prefix (nearly every one), else its entries."""
+    where = f"{top}/{algorithm}/{prefix}"
     digests = _digest_directories(store, where, algorithm) if len(prefix) == 2 else None
     if digests is not None and all(map(str.startswith, digests,
                                        repeat(f"{algorithm}:{prefix}"))):
