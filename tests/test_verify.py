@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -534,6 +535,42 @@ def test_checkpoints_are_offered_while_hashing(tmp_path):
     calls = []
     check(tmp_path, checkpoint=lambda: calls.append(1), checkpoint_interval=0, jobs=1)
     assert calls
+
+
+def test_hashing_threads_note_every_blob_once(tmp_path):
+    b, v1, data = many_layers(tmp_path, 40)
+    bad = sorted(data)[:3]
+    for digest in bad:
+        flip(b.path(layout.blob_data(digest)))
+    saved = []
+    state = VerifyState()
+    report = check(tmp_path, state=state, jobs=4, checkpoint_interval=0,
+                   checkpoint=lambda: saved.append(len(state.entries)))
+    assert report.coverage.blobs_hashed == len(data) + 1  # and the manifest
+    assert set(state.entries) == data | {v1}
+    assert sorted(c.digest for c in report.corrupt) == bad
+    assert saved == sorted(saved) and saved[-1] == len(data) + 1  # each after a blob noted
+
+
+def test_a_failure_in_one_hashing_thread_stops_the_others_and_is_raised(tmp_path, monkeypatch):
+    from regstore import verify as verify_mod
+
+    _, _, data = many_layers(tmp_path, 30)
+    real = verify_mod._Run._hash_blob
+    calls = []
+
+    def failing(self, digest, *args):
+        calls.append(digest)
+        if len(calls) == 5:
+            raise RuntimeError("disk on fire")
+        return real(self, digest, *args)
+
+    monkeypatch.setattr(verify_mod._Run, "_hash_blob", failing)
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        check(tmp_path, jobs=3)
+    assert threading.active_count() == before  # every hashing thread has ended
+    assert len(calls) < len(data)  # the others stopped taking blobs
 
 
 def test_metadata_only_hashes_manifests_only(app, tmp_path):
