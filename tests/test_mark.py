@@ -353,7 +353,9 @@ def test_list_dir_gives_each_entry_its_kind_with_or_without_counting_links(tmp_p
         assert {key: set(store.list_dir(key)) for key in want} == want
     # subdirectories: the names, only when certain that each is a directory
     assert sorted(counting.subdirectories("only-dirs")) == ["a", "b"]
-    assert counting.subdirectories("empty") == [] and counting.subdirectories("absent") == []
+    assert counting.subdirectories("absent") == []
+    # no subdirectory: only a listing can tell files from nothing, and list_dir makes one
+    assert counting.subdirectories("empty") is None
     assert counting.subdirectories("mixed") is None
     assert counting.subdirectories("mixed/file") is None  # list_dir says what is wrong
     assert all(reading.subdirectories(key) is None for key in want)

@@ -99,6 +99,10 @@ class FilesystemStore:
         path = self._p(key)
         try:
             links = os.lstat(path).st_nlink
+            if links == 2:
+                # No subdirectory: the names alone could tell of an empty directory only.
+                # A blob's directory (its data file) is listed once, by list_dir, not twice.
+                return None
             names = os.listdir(path)
         except FileNotFoundError:
             return []
