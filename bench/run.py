@@ -565,15 +565,18 @@ def markdown(doc: dict[str, Any]) -> str:
                    ("skipped" in s and "verify" in s["for"])]
     if verify_rows:
         lines += ["", "| blobs | verify --jobs | median | hashed | throughput | machine limit³ "
-                      "| share | read+hash⁴ | share | exit |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                      "| share | read+hash⁴ | its share of the limit | verify's share of it "
+                      "| exit |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for size, v in verify_rows:
             n = size["blobs"]
             if "skipped" in v:
-                lines.append(f"| {n:,} | {v['skipped']} |||||||||")
+                lines.append(f"| {n:,} | {v['skipped']} ||||||||||")
                 continue
-            read_hash = (f"{v['read_hash_gb_per_s']:.2f} GB/s | {v['share_of_read_hash']:.0%}"
-                         if "read_hash_gb_per_s" in v else "– | –")
+            read_hash = (f"{v['read_hash_gb_per_s']:.2f} GB/s | "
+                         f"{v['read_hash_gb_per_s'] / v['limit_gb_per_s']:.0%} | "
+                         f"{v['share_of_read_hash']:.0%}"
+                         if "read_hash_gb_per_s" in v else "– | – | –")
             lines.append(f"| {n:,} | {v['jobs']} | {_range(v['regstore'])} | "
                          f"{_mb(v['bytes_hashed'])} | {v['gb_per_s']:.2f} GB/s | "
                          f"{v['limit_gb_per_s']:.2f} GB/s | {v['share_of_limit']:.0%} | "
