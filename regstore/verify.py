@@ -803,18 +803,20 @@ class _Run:
 
         Each thread takes the next blob from one queue and notes its result itself, under
         a lock that also covers the checkpoints: no future per blob and no thread handing
-        results on (on 2 cores that cost 6 % of the hashing's time)."""
+        results on (on 2 cores that cost 6 % of the hashing's time). A thread waits for a
+        checkpoint being saved only once it has a result to note."""
         total = sum(self.files[d].size for d in todo)
         deadline = self._deadline()
         queue = deque(todo)
-        lock = threading.Lock()  # the state, the coverage, the progress, the checkpoints
+        lock = threading.Lock()  # the state, the coverage, the findings, the checkpoints
+        shown = threading.Lock()  # the progress: hashing goes on while a checkpoint is saved
         stop = threading.Event()
         errors: list[BaseException] = []
         unfinished: list[bool] = []
         last_checkpoint = [self.clock()]
 
         def on_bytes(n: int) -> None:
-            with lock:
+            with shown:
                 self.progress("hashing", n, total)
 
         def work() -> None:
