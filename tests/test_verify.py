@@ -994,3 +994,40 @@ def test_cli_interrupted_run_keeps_what_it_verified(tmp_path, monkeypatch):
     assert code == 130 and "interrupted" in err
     kept = load_state(default_state_path(tmp_path)).entries
     assert set(calls[:2]) <= set(kept) and calls[2] not in kept
+
+
+def test_ctrl_c_while_threads_hash_stops_them_and_keeps_what_they_verified(tmp_path):
+    _, _, data = many_layers(tmp_path, 8)
+    started = tmp_path / "hashing-started"
+    # Two blobs hash normally; from the third on each thread hashes "slowly" (a chunk per
+    # 50 ms, stopping when told, as the real loop does between chunks) until SIGINT comes
+    # to the main thread, which is then waiting for the hashing threads.
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from regstore import verify\n"
+        "from regstore.cli import main\n"
+        "real = verify._Run._hash_blob\n"
+        "calls = []\n"
+        "def slow(self, digest, stop, deadline, on_bytes):\n"
+        "    calls.append(digest)\n"
+        "    if len(calls) <= 2:\n"
+        "        return real(self, digest, stop, deadline, on_bytes)\n"
+        "    Path(sys.argv[2]).touch()\n"
+        "    while not stop.wait(0.05):\n"
+        "        pass\n"
+        "    return verify._Failed('aborted')\n"
+        "verify._Run._hash_blob = slow\n"
+        "sys.exit(main(['verify', '--jobs', '2', '--root', sys.argv[1]]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(started)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    deadline = time.monotonic() + 30
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert started.exists(), proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in err
+    kept = load_state(default_state_path(tmp_path)).entries
+    assert 1 <= len(set(kept) & data) <= 2  # what was hashed whole, and nothing else
