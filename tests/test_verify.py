@@ -999,11 +999,11 @@ def test_cli_interrupted_run_keeps_what_it_verified(tmp_path, monkeypatch):
 def test_ctrl_c_while_threads_hash_stops_them_and_keeps_what_they_verified(tmp_path):
     _, _, data = many_layers(tmp_path, 8)
     started = tmp_path / "hashing-started"
-    # Two blobs hash normally; from the third on each thread hashes "slowly" (a chunk per
-    # 50 ms, stopping when told, as the real loop does between chunks) until SIGINT comes
-    # to the main thread, which is then waiting for the hashing threads.
+    # Two blobs hash normally; from the third on, each thread stands in for a long hash that
+    # looks every 50 ms whether it is told to stop (as the real loop does between chunks),
+    # until SIGINT comes to the main thread, which is then waiting for the hashing threads.
     code = (
-        "import sys, time\n"
+        "import sys\n"
         "from pathlib import Path\n"
         "from regstore import verify\n"
         "from regstore.cli import main\n"
