@@ -592,7 +592,9 @@ def _current(content: bytes | Exception, notes: _Notes, repo: Repository, tag: T
     try:
         if isinstance(content, Exception):
             raise content
-        return layout.parse_link(content)
+        # The interpreter's shared string of the digest, as the revision listing has it: a
+        # tag's own copy is 120 bytes (a tag for every ten blobs), as a child's tags get.
+        return sys.intern(layout.parse_link(content))
     except FileNotFoundError:
         return None
     except (StoreError, layout.InvalidName) as exc:
