@@ -46,8 +46,7 @@ class Tag:
     """A tag: where ``current`` points (None if its link is absent or unreadable) and the
     digests its index holds."""
 
-    name: str
-    key: str  # the tag's directory
+    name: str  # its directory is layout.tags_dir(repository) + "/" + name
     current: str | None = None
     index: set[str] | frozenset[str] = _NO_HISTORY
     valid_name: bool = True
@@ -296,16 +295,16 @@ class _Scanned(list):  # type: ignore[type-arg]
         return (_unscanned, ([(
             (r.name, r.revisions, r.signatures, r.layers, r.uploads, r.has_tags_dir,
              r.layer_mtimes, r.revision_mtimes,
-             [(t.name, t.key, t.current, t.index, t.valid_name, t.bad_link)
+             [(t.name, t.current, t.index, t.valid_name, t.bad_link)
               for t in r.tags.values()]), notes) for r, notes in self],))
 
 
 def _unscanned(items: list[Any]) -> list[tuple[Repository, _Notes]]:
     intern = sys.intern
     return [(Repository(name, set(map(intern, revisions)), signatures, {
-        t: Tag(t, key, current and intern(current),
+        t: Tag(t, current and intern(current),
                set(map(intern, index)) if index else index, valid, bad)
-        for t, key, current, index, valid, bad in tags}, set(map(intern, layers)), uploads,
+        for t, current, index, valid, bad in tags}, set(map(intern, layers)), uploads,
         has_tags_dir, layer_mtimes, revision_mtimes), notes)
         for (name, revisions, signatures, layers, uploads, has_tags_dir, layer_mtimes,
              revision_mtimes, tags), notes in items]
@@ -470,8 +469,7 @@ def _scan_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool,
         tag_name, _, rest = rel.partition("/")
         tag = repo.tags.get(tag_name)
         if tag is None:
-            tag = repo.tags[tag_name] = Tag(tag_name, f"{top}/{tag_name}",
-                                            valid_name=layout.is_tag(tag_name))
+            tag = repo.tags[tag_name] = Tag(tag_name, valid_name=layout.is_tag(tag_name))
         parts = rest.split("/")
         if parts == ["current", "link"] and f.kind == "file":
             tag.current = _current(contents[f.key], notes, repo, tag, f.key)
@@ -504,8 +502,7 @@ def _list_tags(store: Store, notes: _Notes, repo: Repository, reads: IOPool,
         notes.tick(len(entries))
         for entry in entries:
             key = f"{top}/{entry.name}"
-            tag = repo.tags[entry.name] = Tag(entry.name, key,
-                                              valid_name=layout.is_tag(entry.name))
+            tag = repo.tags[entry.name] = Tag(entry.name, valid_name=layout.is_tag(entry.name))
             if entry.kind == "symlink":
                 # The registry follows it and serves what it points at: unknown to regstore.
                 _symlink_among(notes, repo, "tags", key)
@@ -539,7 +536,8 @@ def _note_invalid_tag_names(notes: _Notes, repo: Repository) -> None:
         if not tag.valid_name:
             notes.note(Finding("invalid-tag-name", WARNING,
                                f"tag directory {printable(tag.name)!r} is not a valid tag name; "
-                               "what it points at is kept", repository=repo.name, key=tag.key))
+                               "what it points at is kept", repository=repo.name,
+                               key=f"{layout.tags_dir(repo.name)}/{tag.name}"))
 
 
 def _list_tag_index(store: Store, notes: _Notes, repo: Repository, tag: Tag, top: str) -> None:

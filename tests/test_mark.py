@@ -115,6 +115,19 @@ def test_repository_without_tags_dir_is_fine_with_m(tmp_path):
     assert m.dead["lonely"] == {r} and m.complete
 
 
+@pytest.mark.parametrize("history", [False, True])
+def test_an_invalid_tag_name_is_reported_at_its_directory(tmp_path, history):
+    b = StoreBuilder(tmp_path)
+    v1 = b.image("team/app", [b"x"], tag="v1")
+    bad = b.path(layout.tags_dir("team/app")) / "-bad" / "current"
+    bad.mkdir(parents=True)
+    (bad / "link").write_text(v1)
+    inv = take_inventory(FilesystemStore(tmp_path), tag_history=history)
+    found = [(f.kind, f.key) for f in inv.findings if f.kind == "invalid-tag-name"]
+    assert found == [("invalid-tag-name", "repositories/team/app/_manifests/tags/-bad")]
+    assert inv.repositories["team/app"].tags["-bad"].current == v1
+
+
 def test_bad_current_link_keeps_the_whole_tag_history(tmp_path):
     b = StoreBuilder(tmp_path)
     v1 = b.image("app", [b"one"], tag="v1")
