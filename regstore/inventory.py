@@ -66,7 +66,10 @@ class Repository:
     # revision -> signature blobs linked under it (stores first written by registry 2.0-2.4)
     signatures: dict[str, set[str]] = field(default_factory=dict)
     tags: dict[str, Tag] = field(default_factory=dict)
-    layers: set[str] = field(default_factory=set)
+    # The digests linked in _layers, each once, in listing order: a tuple is 8 bytes a link
+    # where a set took 58 (131k links at 100k blobs: 1 MB against 7.6). The few that ask
+    # whether one digest is among them make a set of them first.
+    layers: tuple[str, ...] = ()
     uploads: list[str] = field(default_factory=list)
     has_tags_dir: bool = False
     # link mtimes, where the listing gave them for free (see the module docstring)
@@ -304,7 +307,7 @@ def _unscanned(items: list[Any]) -> list[tuple[Repository, _Notes]]:
     return [(Repository(name, set(map(intern, revisions)), signatures, {
         t: Tag(t, current and intern(current),
                set(map(intern, index)) if index else index, valid, bad)
-        for t, current, index, valid, bad in tags}, set(map(intern, layers)), uploads,
+        for t, current, index, valid, bad in tags}, tuple(map(intern, layers)), uploads,
         has_tags_dir, layer_mtimes, revision_mtimes), notes)
         for (name, revisions, signatures, layers, uploads, has_tags_dir, layer_mtimes,
              revision_mtimes, tags), notes in items]
@@ -622,6 +625,7 @@ def _children(files: list[FileEntry], top: str) -> list[DirEntry]:
 
 def _scan_layers(store: Store, notes: _Notes, repo: Repository) -> None:
     top = layout.layers_dir(repo.name)
+    found: list[str] = []
     try:
         if store.flat_walk:
             # One listing gives every link and its mtime (what the grace period asks).
@@ -648,14 +652,14 @@ def _scan_layers(store: Store, notes: _Notes, repo: Repository) -> None:
                 digests = _digest_directories(store, f"{top}/{alg.name}", alg.name)
                 if digests is not None:  # nearly every repository: nothing else to look at
                     notes.tick(len(digests))
-                    repo.layers.update(digests)
+                    found += digests
                     continue
             entries = inside(alg.name) if alg.kind == "dir" else []
             notes.tick(len(entries))
             names = [e.name for e in entries]
             for entry, digest in zip(entries, layout.digests_from_names(alg.name, names)):
                 if digest and entry.kind == "dir":
-                    repo.layers.add(digest)
+                    found.append(digest)
                 else:
                     notes.note(Finding("stray-entry", HINT, "unexpected entry among layer links",
                                        repository=repo.name,
@@ -666,6 +670,10 @@ def _scan_layers(store: Store, notes: _Notes, repo: Repository) -> None:
     except StoreError as exc:
         # Layer links keep nothing alive, but a sweep would act on an incomplete listing.
         notes.note(_unreadable(exc, f"the layer links of {repo.name}"))
+    finally:
+        # Each once (a listing names each directory once; a listing that did not would
+        # not make a link count twice).
+        repo.layers = tuple(dict.fromkeys(found))
 
 
 def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> None:

@@ -152,8 +152,10 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
                     TAG_INDEX, layout.tag_index_entry_dir(name, tag_name, digest), digest,
                     "tag history entry of a removed manifest", name, tag_name))
     garbage = sorted(inventory.blobs - marks.marked)
+    marked = marks.marked
     links = [(name, digest) for name in sorted(inventory.repositories)
-             for digest in sorted(inventory.repositories[name].layers - marks.marked)]
+             for digest in sorted(d for d in inventory.repositories[name].layers
+                                  if d not in marked)]
     listed = inventory.blob_stats or {}
     # One stat per candidate not listed with its time (on a cold disk each waits on a seek).
     # Each key built once: for the stat and for the plan item.

@@ -640,9 +640,10 @@ class _Run:
                     "dangling-link", HINT, "layer link to a blob that is gone; nothing needs "
                     "it (`regstore gc` removes such links)", digest=digest, repository=name,
                     key=key))
+        linked = set(repo.layers)
         for blob in sorted(needed_here):
             key = layout.layer_link(name, blob)
-            if blob in repo.layers and self.links[key].status != "absent":
+            if blob in linked and self.links[key].status != "absent":
                 continue  # linked (a bad or mismatched link was reported above)
             images = _sorted_images({i for m in needed_here[blob] for i in self.images(name, m)})
             self.findings.append(Finding(
