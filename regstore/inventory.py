@@ -593,8 +593,9 @@ def _current(content: bytes | Exception, notes: _Notes, repo: Repository, tag: T
     try:
         if isinstance(content, Exception):
             raise content
-        # The interpreter's shared string of the digest, as the revision listing has it: a
-        # tag's own copy is 120 bytes (a tag for every ten blobs), as a child's tags get.
+        # The interpreter's shared string of the digest, as the revision listing has it, not
+        # a copy of 120 bytes per tag (the tags a child process reads are interned likewise
+        # when they arrive).
         return sys.intern(layout.parse_link(content))
     except FileNotFoundError:
         return None
