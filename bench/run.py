@@ -629,7 +629,7 @@ def markdown(doc: dict[str, Any]) -> str:
     for size in doc["sizes"]:
         if "skipped" in size:
             if set(size["for"]) & {"gc", "gc-m"}:
-                lines.append(f"| {size['blobs']:,} | {size['skipped']} |||||||||")
+                lines.append(f"| {size['blobs']:,} | {size['skipped']} |||||||||||")
             continue
         n = size["record"]["counts"]["blobs"]
         for case in ("gc", "gc-m"):
