@@ -224,9 +224,7 @@ def footprint(argv: Sequence[str], stdout: Path, stderr: Path,
         try:
             while proc.poll() is None:
                 if deadline is not None and time.monotonic() > deadline:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    break
+                    break  # ended below
                 pids = _descendants(proc.pid)
                 peak = max(peak, sum(map(_pss, pids)))
                 most, samples = max(most, len(pids)), samples + 1
