@@ -540,6 +540,7 @@ def _note_invalid_tag_names(notes: _Notes, repo: Repository) -> None:
             notes.note(Finding("invalid-tag-name", WARNING,
                                f"tag directory {printable(tag.name)!r} is not a valid tag name; "
                                "what it points at is kept", repository=repo.name,
+                               # not layout.tag_dir, which refuses an invalid tag name
                                key=f"{layout.tags_dir(repo.name)}/{tag.name}"))
 
 
