@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, TypeVar
 
+from regstore.digestsets import pack
 from regstore.layout import is_digest
 
 try:
@@ -56,9 +57,10 @@ class Descriptor(NamedTuple):
 
 class References(NamedTuple):
     """Only the digests a manifest references, grouped as marking follows them: what a gc
-    keeps of each manifest (a fifth of a :class:`Manifest`'s memory)."""
+    keeps of each manifest. The blobs, which marking only collects, as their keys
+    (:mod:`regstore.digestsets`): a store has one per layer of every manifest."""
 
-    blobs: tuple[str, ...]
+    blob_keys: bytes
     children: tuple[str, ...]
     subject: str | None
 
@@ -94,7 +96,7 @@ class Manifest:
         return self.media_type in (DOCKER_LIST, OCI_INDEX)
 
     def references(self) -> References:
-        return References(tuple([d.digest for d in self.blobs]),
+        return References(pack([d.digest for d in self.blobs]),
                           tuple([d.digest for d in self.children]),
                           self.subject.digest if self.subject is not None else None)
 
@@ -146,7 +148,7 @@ def _manifest(digest: str, media_type: str, blobs: list[Descriptor],
 
 def _references_of(digest: str, media_type: str, blobs: list[str], children: list[str],
                    subject: str | None) -> References:
-    return References(tuple(blobs), tuple(children), subject)
+    return References(pack(blobs), tuple(children), subject)
 
 
 def _parsed(data: bytes, digest: str, describe: Callable[..., Any],
@@ -231,9 +233,9 @@ def _is_digest_value(value: Any) -> bool:
 
 
 def _checked_digest(value: Any, role: str, field: str, i: int | None = None) -> str:
-    """The digest of descriptor ``value``, once the descriptor is checked; interned (the same
-    layer digest appears in thousands of manifests). ``field`` and ``i`` name the descriptor
-    in a message (``layers[3]``), built only then: this runs for every layer of the store."""
+    """The digest of descriptor ``value``, once the descriptor is checked. ``field`` and ``i``
+    name the descriptor in a message (``layers[3]``), built only then: this runs for every
+    layer of the store."""
     if type(value) is not dict:
         raise ManifestError(f"{_where(field, i)} is not a descriptor object")
     digest = value.get("digest")
@@ -245,11 +247,12 @@ def _checked_digest(value: Any, role: str, field: str, i: int | None = None) -> 
     media_type = value.get("mediaType")
     if media_type is not None and type(media_type) is not str:
         raise ManifestError(f"{_where(field, i)}.mediaType is not a string")
-    return sys.intern(digest)
+    return digest
 
 
 def _descriptor(value: Any, role: str, field: str, i: int | None = None) -> Descriptor:
-    digest = _checked_digest(value, role, field, i)
+    # Interned: the same layer digest appears in thousands of manifests.
+    digest = sys.intern(_checked_digest(value, role, field, i))
     media_type = value.get("mediaType")
     if media_type is not None:
         media_type = sys.intern(media_type)  # a handful of values, each held 100,000 times

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from regstore import layout
+from regstore.digestsets import DigestKeys, pack
 from regstore.findings import ERROR, WARNING, Finding
 from regstore.inventory import Inventory, Repository
 from regstore.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, References, Shipment, \
@@ -42,7 +43,7 @@ class Unusable:
 class MarkResult:
     """The outcome of the mark phase."""
 
-    marked: set[str] = field(default_factory=set)
+    marked: DigestKeys = field(default_factory=DigestKeys)  # every digest a live manifest reaches
     live: dict[str, set[str]] = field(default_factory=dict)  # repo -> live manifest digests
     dead: dict[str, set[str]] = field(default_factory=dict)  # repo -> revisions to unlink (-m)
     kept_in_doubt: dict[str, set[str]] = field(default_factory=dict)  # untagged, unparsable
@@ -183,8 +184,11 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
     young: dict[str, set[str]] = {}
     if delete_untagged and protect_since is not None:
         young = _young_revisions(store, inventory, protect_since, jobs, processes)
+    marking: list[bytes] = []
     for repo in inventory.repositories.values():
-        _mark_repository(repo, cache, result, delete_untagged, young.get(repo.name, set()))
+        _mark_repository(repo, cache, result, marking, delete_untagged,
+                         young.get(repo.name, set()))
+    result.marked = DigestKeys(marking)
     result.manifests = cache.loaded
     return result
 
@@ -225,7 +229,10 @@ def _roots(repo: Repository, delete_untagged: bool) -> set[str]:
 
 
 def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
-                     delete_untagged: bool, young: set[str] = frozenset()) -> None:
+                     marking: list[bytes], delete_untagged: bool,
+                     young: set[str] = frozenset()) -> None:
+    """Mark what ``repo``'s live manifests reach: their own digests, their signatures and the
+    keys of their blobs go into ``marking``, the parts of ``result.marked`` to come."""
     referrers: dict[str, list[str]] = defaultdict(list)
     if delete_untagged:
         for digest in repo.revisions:
@@ -243,9 +250,8 @@ def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
         if digest in live:
             continue
         live.add(digest)
-        result.marked.add(digest)
-        for signature in repo.signatures.get(digest, ()):
-            result.marked.add(signature)  # 2.4's GC kept these; when in doubt, keep
+        if signatures := repo.signatures.get(digest):
+            marking.append(pack(signatures))  # 2.4's GC kept these; when in doubt, keep
         m = cache.get(digest)
         if isinstance(m, Unusable):
             if m.reason == "missing" and digest not in repo.revisions and digest not in chain:
@@ -255,12 +261,13 @@ def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
                 result.problems.append(_live_problem(repo, digest, m, chain.get(digest)))
             continue
         refs = _references(m)
-        result.marked.update(refs.blobs)
+        marking.append(refs.blob_keys)
         for child in refs.children:
             chain.setdefault(child, digest)
             queue.append(child)
         queue.extend(referrers.get(digest, ()))
     result.live[repo.name] = live
+    marking.append(pack(live))
     if delete_untagged:
         _classify_untagged(repo, cache, result, live)
 
@@ -350,12 +357,12 @@ def late_references(store: Store, inventory: Inventory, since: float,
                 {t.current for t in repo.tags.values() if t.current} - known_targets
             if new:
                 fresh = Repository(repo.name, revisions=new)
-                late = MarkResult()
+                late, marking = MarkResult(), []
                 cache = ManifestCache(store, None, jobs, full=False)
-                _mark_repository(fresh, cache, late, False)
+                _mark_repository(fresh, cache, late, marking, False)
                 if not late.complete:
                     return set(digests)
-                keep |= late.marked & digests
+                keep |= digests.difference(DigestKeys(marking).missing(digests))
         return keep
 
     return needed

@@ -31,9 +31,11 @@ a blob something new needs is kept.
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import accumulate
 from typing import Callable, NamedTuple, Protocol
 
 from regstore import layout
@@ -151,11 +153,8 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
                 plan.items.append(PlanItem(
                     TAG_INDEX, layout.tag_index_entry_dir(name, tag_name, digest), digest,
                     "tag history entry of a removed manifest", name, tag_name))
-    garbage = sorted(inventory.blobs - marks.marked)
-    marked = marks.marked
-    links = [(name, digest) for name in sorted(inventory.repositories)
-             for digest in sorted(d for d in inventory.repositories[name].layers
-                                  if d not in marked)]
+    garbage = sorted(marks.marked.missing(inventory.blobs))
+    links = _unmarked_links(inventory, marks)
     listed = inventory.blob_stats or {}
     # One stat per candidate not listed with its time (on a cold disk each waits on a seek).
     # Each key built once: for the stat and for the plan item.
@@ -209,6 +208,16 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
     if options.empty_repositories:
         plan.items.extend(_emptied_repositories(inventory, marks, plan))
     return plan
+
+
+def _unmarked_links(inventory: Inventory, marks: MarkResult) -> list[tuple[str, str]]:
+    """Every layer link to a digest nothing live reaches, as (repository, digest), sorted.
+    The links of all repositories are looked up in one pass: a store has millions."""
+    names = sorted(inventory.repositories)
+    linked = [d for name in names for d in inventory.repositories[name].layers]
+    ends = list(accumulate(len(inventory.repositories[name].layers) for name in names))
+    links = [(names[bisect_right(ends, i)], linked[i]) for i in marks.marked.absent(linked)]
+    return sorted(links)
 
 
 def _protected(item: PlanItem, why: str) -> PlanItem:

@@ -96,7 +96,7 @@ def usage(store: Store, inventory: Inventory, plain: MarkResult,
         mine = reached[name] & present
         unique = sum(sizes[d] for d in mine if owners[d] == 1)
         shared = sum(sizes[d] for d in mine if owners[d] > 1)
-        freed = sum(sizes[d] for d in mine if d not in untagged.marked)
+        freed = sum(sizes[d] for d in untagged.marked.missing(mine))
         repo = inventory.repositories[name]
         rows.append(RepositoryUsage(name, len(mine), unique + shared, unique, shared, freed,
                                     sum(1 for t in repo.tags.values() if t.current),

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from regstore.digestsets import pack
 from regstore.manifest import (DOCKER_LIST, MAX_MANIFEST_BYTES, OCI_ARTIFACT, OCI_INDEX,
                                OCI_MANIFEST, SCHEMA1, SCHEMA1_SIGNED, SCHEMA2, ManifestError,
                                Shipment, parse_manifest, parse_references)
@@ -118,7 +119,7 @@ def test_a_shipment_of_parse_results_comes_back_as_the_same_results():
     shipped = [refs, index, whole, "not parsed", None]
     back = pickle.loads(pickle.dumps(Shipment(shipped)))
     assert back == shipped and [type(x) for x in back] == [type(x) for x in shipped]
-    assert back[0].blobs == (A, B) and back[0].subject == C and back[1].children == (C,)
+    assert back[0].blob_keys == pack([A, B]) and back[0].subject == C and back[1].children == (C,)
 
 
 JSON_VALUES = st.recursive(

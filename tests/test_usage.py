@@ -31,7 +31,7 @@ def test_unique_plus_shared_equals_reachable_on_the_real_registry_store(tmp_path
     assert u.total_bytes == sum(sizes.values())
     assert sum(r.unique_bytes for r in u.repositories) + u.shared_bytes == u.reachable_bytes
     assert u.reachable_bytes + u.orphan_bytes == u.total_bytes
-    orphans = inv.blobs - plain.marked
+    orphans = plain.marked.missing(inv.blobs)
     assert u.orphan_bytes == sum(sizes[d] for d in orphans)
     for r in u.repositories:
         assert r.reachable_bytes == r.unique_bytes + r.shared_bytes
