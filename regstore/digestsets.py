@@ -1,24 +1,30 @@
-"""Sets of digests held as 8-byte keys: what a gc holds of the digests a store references.
+"""Compact sets of digests: what a gc holds of the digests of a big store.
 
-A digest held as a Python string costs about 120 bytes, and a million-blob store references a
-million of them, each from several manifests. Here a digest is reduced to its key, the first
-64 bits of its hash, and a set of digests to a sorted array of keys: 8 bytes a digest.
+A digest held as a Python string costs about 120 bytes, and a million-blob store lists a
+million of them, links each from a repository or more, and references each from several
+manifests. Two forms hold them for less:
 
-Two digests can share a key, so a set of keys answers one question only, in the safe
-direction: is a digest *possibly* in it. The mark phase collects keys; a blob whose key is not
-marked is certainly referenced by nothing live, and one whose key is marked is kept, even in
-the case (one pair in 2^64 by chance; a pair crafted on purpose buys an attacker nothing but
-kept garbage) where another digest made it so. bup's gc keeps garbage by the same kind of
-rule, its bloom filter of live objects.
+* :class:`Digests`, an exact set: the hashes packed side by side, 32 bytes a sha256 digest.
+  The blob listing and each repository's layer links are kept so.
+* :class:`DigestKeys`, a set of keys: a digest reduced to the first 64 bits of its hash, a
+  set to a sorted array of them, 8 bytes a digest. Two digests can share a key, so a set of
+  keys answers one question only, in the safe direction: is a digest *possibly* in it. The
+  mark phase collects keys; a blob whose key is not marked is certainly referenced by nothing
+  live, and one whose key is marked is kept, even in the case (one pair in 2^64 by chance; a
+  pair crafted on purpose buys an attacker nothing but kept garbage) where another digest
+  made it so. bup's gc keeps garbage by the same kind of rule, its bloom filter of live
+  objects.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from itertools import accumulate, chain
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from regstore.layout import DIGEST_HEX_LENGTH
+from regstore.layout import DIGEST_HEX_LENGTH, is_digest
 
 # Every algorithm a digest may name has six letters ("sha256", "sha384", "sha512"): the hash
 # starts after "<algorithm>:", at the same place in every digest. Its first 16 hex digits are
@@ -84,8 +90,24 @@ class DigestKeys:
 
     def missing(self, digests: Iterable[str]) -> list[str]:
         """Those of ``digests`` (valid digests) certainly not in the set, in their order."""
+        if isinstance(digests, Digests):  # their keys are there already: no strings made
+            return [digests[i] for i in self._absent_keys(digests.keys()).tolist()]
         given = digests if isinstance(digests, (list, tuple)) else list(digests)
         return [given[i] for i in self.absent(given)]
+
+    def missing_in(self, sets: Sequence[Digests]) -> list[tuple[int, str]]:
+        """The digests of each of ``sets`` certainly not in this set, as (position of the set
+        in ``sets``, digest), in order: one pass over the keys of all (a store's layer
+        links, a set per repository)."""
+        sizes = [len(s) for s in sets]
+        if not any(sizes):
+            return []
+        ends = list(accumulate(sizes))
+        found = []
+        for i in self._absent_keys(np.concatenate([s.keys() for s in sets])).tolist():
+            which = bisect_right(ends, i)
+            found.append((which, sets[which][i - (ends[which - 1] if which else 0)]))
+        return found
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DigestKeys):
@@ -96,3 +118,137 @@ class DigestKeys:
 
     def __repr__(self) -> str:
         return f"DigestKeys({len(self)} keys)"
+
+
+_SHA256 = "sha256:"
+_RECORD = 32  # bytes of a sha256 hash
+
+
+class Digests:
+    """An immutable set of distinct digests, exact, in sorted order: the 32-byte hashes of its
+    sha256 digests packed in one bytes object, digests of the other algorithms (which
+    registries seldom hold) as strings. Iterating makes each digest's string anew."""
+
+    __slots__ = ("_sha256", "_others")
+
+    def __init__(self, digests: Iterable[str] = ()) -> None:
+        """The set of ``digests``, valid digests (see :func:`regstore.layout.is_digest`)."""
+        sha256, others = set(), set()
+        for digest in digests:
+            (sha256 if digest.startswith(_SHA256) else others).add(digest)
+        self._sha256 = bytes.fromhex("".join(sorted(d[_HASH_AT:] for d in sha256)))
+        self._others = tuple(sorted(others))
+
+    @classmethod
+    def of_hashes(cls, algorithm: str, hashes: list[str]) -> Digests:
+        """The digests ``<algorithm>:<hash>`` of ``hashes``, each a hash of the algorithm in
+        lower-case hex (a listing's names, checked by :func:`regstore.layout.all_hashes`): for
+        sha256, without a string made per digest."""
+        if algorithm + ":" != _SHA256:
+            return cls(f"{algorithm}:{h}" for h in hashes)
+        return cls._made(bytes.fromhex("".join(sorted(set(hashes)))), ())
+
+    @classmethod
+    def union(cls, parts: Iterable[Digests], more: Iterable[str] = ()) -> Digests:
+        """The union of ``parts`` and of the digests ``more``. Parts whose digests each lie
+        below the next part's (a store's blob prefixes listed in order) are joined as they
+        are; any others go through strings."""
+        parts = sorted((p for p in parts if p), key=lambda p: p._first())
+        more = list(more)
+        if not more and all(a._sha256[-_RECORD:] < b._sha256[:_RECORD]
+                            for a, b in zip(parts, parts[1:]) if a._sha256 and b._sha256):
+            others = sorted(set(chain.from_iterable(p._others for p in parts)))
+            return cls._made(b"".join(p._sha256 for p in parts), tuple(others))
+        return cls(chain(chain.from_iterable(parts), more))
+
+    @classmethod
+    def _made(cls, sha256: bytes, others: tuple[str, ...]) -> Digests:
+        made = cls.__new__(cls)
+        made._sha256, made._others = sha256, others
+        return made
+
+    def _first(self) -> bytes:
+        return self._sha256[:_RECORD]
+
+    def __len__(self) -> int:
+        return len(self._sha256) // _RECORD + len(self._others)
+
+    def __iter__(self) -> Iterator[str]:
+        step = 4096  # hashes made hex at a time
+        for start in range(0, len(self._sha256), step * _RECORD):
+            text = self._sha256[start:start + step * _RECORD].hex()
+            yield from [_SHA256 + text[i:i + 2 * _RECORD] for i in range(0, len(text),
+                                                                           2 * _RECORD)]
+        yield from self._others
+
+    def __getitem__(self, i: int) -> str:
+        """The ``i``-th digest, in sorted order."""
+        n = len(self._sha256) // _RECORD
+        if not -len(self) <= i < len(self):
+            raise IndexError("digest index out of range")
+        i %= len(self)
+        if i >= n:
+            return self._others[i - n]
+        return _SHA256 + self._sha256[i * _RECORD:(i + 1) * _RECORD].hex()
+
+    def __contains__(self, digest: object) -> bool:
+        if not isinstance(digest, str):
+            return False
+        if not digest.startswith(_SHA256):
+            return digest in self._others
+        # Only the canonical spelling is a member: fromhex would read "AB" as "ab".
+        return is_digest(digest) and self._position(bytes.fromhex(digest[_HASH_AT:])) is not None
+
+    def _position(self, record: bytes) -> int | None:
+        """Where the hash ``record`` is among the packed ones, if it is: a binary search."""
+        packed = self._sha256
+        i = bisect_left(range(len(packed) // _RECORD), record,
+                        key=lambda j: packed[j * _RECORD:(j + 1) * _RECORD])
+        return i if packed[i * _RECORD:(i + 1) * _RECORD] == record else None
+
+    def keys(self) -> np.ndarray:
+        """The key of each digest (see :class:`DigestKeys`), in the set's order, native
+        uint64."""
+        keys = np.frombuffer(self._sha256, dtype=_KEY)[::_RECORD // 8].astype(np.uint64)
+        if self._others:
+            keys = np.concatenate([keys, np.frombuffer(pack(self._others), dtype=_KEY)
+                                   .astype(np.uint64)])
+        return keys
+
+    def missing(self, digests: Sequence[str]) -> list[str]:
+        """Those of ``digests`` (valid digests) not in the set, in their order: a pass over
+        the set's keys, then the full hash of each digest whose key it holds."""
+        if not self._sha256:
+            return [d for d in digests if d not in self._others]
+        index = np.frombuffer(self._sha256, dtype=_KEY)[::_RECORD // 8].astype(np.uint64)
+        records = np.frombuffer(self._sha256, dtype=_KEY).reshape(-1, _RECORD // 8)
+        gone: list[int] = []
+        for start in range(0, len(digests), _CHUNK):
+            chunk = digests[start:start + _CHUNK]
+            sha256 = [i for i, d in enumerate(chunk, start) if d.startswith(_SHA256)]
+            if len(sha256) < len(chunk):
+                gone += [i for i, d in enumerate(chunk, start)
+                         if not d.startswith(_SHA256) and d not in self._others]
+            asked = np.frombuffer(bytes.fromhex("".join([digests[i][_HASH_AT:] for i in sha256])),
+                                  dtype=_KEY).reshape(-1, _RECORD // 8)
+            at = np.minimum(np.searchsorted(index, asked[:, 0].astype(np.uint64)),
+                            len(index) - 1)
+            found = (records[at] == asked).all(axis=1)
+            # The first hash with the key is not always the one asked for: when another
+            # shares its key (rare beyond measure), ask again in full.
+            gone += [sha256[i] for i in np.flatnonzero(~found).tolist()
+                     if digests[sha256[i]] not in self]
+        return [digests[i] for i in sorted(gone)]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Digests):
+            return NotImplemented
+        return self._sha256 == other._sha256 and self._others == other._others
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (Digests._made, (self._sha256, self._others))
+
+    def __repr__(self) -> str:
+        return f"Digests({len(self)} digests)"

@@ -27,6 +27,7 @@ from itertools import repeat
 from typing import Any, Callable, Iterable
 
 from regstore import layout
+from regstore.digestsets import Digests
 from regstore.findings import ERROR, HINT, WARNING, Finding, printable
 from regstore.pool import IOPool, PoolPerProcess, fork_map
 from regstore.store.base import DirEntry, FileEntry, Stat, Store, StoreError
@@ -66,10 +67,9 @@ class Repository:
     # revision -> signature blobs linked under it (stores first written by registry 2.0-2.4)
     signatures: dict[str, set[str]] = field(default_factory=dict)
     tags: dict[str, Tag] = field(default_factory=dict)
-    # The digests linked in _layers, each once, in listing order: a tuple is 8 bytes a link
-    # where a set took 58 (131k links at 100k blobs: 1 MB against 7.6). The few that ask
-    # whether one digest is among them make a set of them first.
-    layers: tuple[str, ...] = ()
+    # The digests linked in _layers, packed (regstore.digestsets): 32 bytes a link, where a
+    # string per digest took 120 and more (1.4M links at 1M blobs).
+    layers: Digests = field(default_factory=Digests)
     uploads: list[str] = field(default_factory=list)
     has_tags_dir: bool = False
     # link mtimes, where the listing gave them for free (see the module docstring)
@@ -80,7 +80,7 @@ class Repository:
 @dataclass
 class Inventory:
     repositories: dict[str, Repository] = field(default_factory=dict)
-    blobs: set[str] = field(default_factory=set)
+    blobs: Digests = field(default_factory=Digests)  # packed, as each repository's layers
     findings: list[Finding] = field(default_factory=list)
     blocking: list[Finding] = field(default_factory=list)
     # Where the blob listing gave them (flat walks): each blob's data size and mtime, and the
@@ -307,7 +307,7 @@ def _unscanned(items: list[Any]) -> list[tuple[Repository, _Notes]]:
     return [(Repository(name, set(map(intern, revisions)), signatures, {
         t: Tag(t, current and intern(current),
                set(map(intern, index)) if index else index, valid, bad)
-        for t, current, index, valid, bad in tags}, tuple(map(intern, layers)), uploads,
+        for t, current, index, valid, bad in tags}, layers, uploads,
         has_tags_dir, layer_mtimes, revision_mtimes), notes)
         for (name, revisions, signatures, layers, uploads, has_tags_dir, layer_mtimes,
              revision_mtimes, tags), notes in items]
@@ -627,6 +627,7 @@ def _children(files: list[FileEntry], top: str) -> list[DirEntry]:
 
 def _scan_layers(store: Store, notes: _Notes, repo: Repository) -> None:
     top = layout.layers_dir(repo.name)
+    listed: list[Digests] = []
     found: list[str] = []
     try:
         if store.flat_walk:
@@ -654,7 +655,7 @@ def _scan_layers(store: Store, notes: _Notes, repo: Repository) -> None:
                 digests = _digest_directories(store, f"{top}/{alg.name}", alg.name)
                 if digests is not None:  # nearly every repository: nothing else to look at
                     notes.tick(len(digests))
-                    found += digests
+                    listed.append(digests)
                     continue
             entries = inside(alg.name) if alg.kind == "dir" else []
             notes.tick(len(entries))
@@ -675,11 +676,14 @@ def _scan_layers(store: Store, notes: _Notes, repo: Repository) -> None:
     finally:
         # Each once (a listing names each directory once; a listing that did not would
         # not make a link count twice).
-        repo.layers = tuple(dict.fromkeys(found))
+        repo.layers = Digests.union(listed, found)
 
 
 def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> None:
     top = layout.BLOBS
+    # Each prefix's digests packed, joined once all are there.
+    parts: list[Digests] = []
+    found: list[str] = []  # digests of the prefixes listed entry by entry
     if store.flat_walk:
         inv.blob_stats = {}
     try:
@@ -713,16 +717,16 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> N
             where = f"{top}/{alg_name}/{prefix_name}"
             if isinstance(listing, StoreError):
                 raise listing
-            if isinstance(listing, list):  # blob directories only, each named by a digest
+            if isinstance(listing, Digests):  # blob directories only, each named by a digest
                 tick(len(listing))
-                inv.blobs.update(listing)
+                parts.append(listing)
                 continue
             entries, files = listing
             tick(len(entries))
             names = [e.name for e in entries]
             for entry, digest in zip(entries, layout.digests_from_names(alg_name, names)):
                 if digest and entry.kind == "dir" and entry.name[:2] == prefix_name:
-                    inv.blobs.add(digest)
+                    found.append(digest)
                     if files is not None:
                         _note_blob_files(inv, digest, f"{where}/{entry.name}",
                                          files.get(entry.name, []))
@@ -737,16 +741,20 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> N
                                      key=f"{where}/{entry.name}"))
     except StoreError as exc:
         inv.note(_unreadable(exc, "the blob store"))
+    finally:
+        # What was listed before a failure, as a listing cut short has it: the failure
+        # itself stops any sweep.
+        inv.blobs = Digests.union(parts, found)
 
 
 def _list_prefix(store: Store, top: str, algorithm: str,
-                 prefix: str) -> list[str] | tuple[list[DirEntry], None] | StoreError:
+                 prefix: str) -> Digests | tuple[list[DirEntry], None] | StoreError:
     """The digests of blob prefix directory ``top/algorithm/prefix`` when it holds blob
     directories only, each under its own prefix (nearly every one), else its entries."""
     where = f"{top}/{algorithm}/{prefix}"
-    digests = _digest_directories(store, where, algorithm) if len(prefix) == 2 else None
-    if digests is not None and all(map(str.startswith, digests,
-                                       repeat(f"{algorithm}:{prefix}"))):
+    digests = _digest_directories(store, where, algorithm, prefix) if len(prefix) == 2 \
+        else None
+    if digests is not None:
         return digests
     try:
         return store.list_dir(where), None
@@ -754,15 +762,16 @@ def _list_prefix(store: Store, top: str, algorithm: str,
         return exc
 
 
-def _digest_directories(store: Store, key: str, algorithm: str) -> list[str] | None:
+def _digest_directories(store: Store, key: str, algorithm: str,
+                        prefix: str = "") -> Digests | None:
     """The digests named by the entries of ``key`` when each is a directory named by an
-    ``algorithm`` digest, as store.subdirectories tells at less cost than a listing; else
-    None: list it, and say what else is there."""
+    ``algorithm`` digest that starts with ``prefix``, as store.subdirectories tells at less
+    cost than a listing; else None: list it, and say what else is there."""
     names = store.subdirectories(key)
-    if names is None:
+    if names is None or not layout.all_hashes(algorithm, names) or \
+            not all(map(str.startswith, names, repeat(prefix))):
         return None
-    digests = layout.digests_from_names(algorithm, names)
-    return None if None in digests else digests  # type: ignore[return-value]
+    return Digests.of_hashes(algorithm, names)
 
 
 #: A blob store with up to this many objects is walked as one flat listing (a request per

@@ -68,13 +68,19 @@ def digests_from_names(algorithm: str, names: list[str]) -> list[str | None]:
 
     A listing where every name is a digest (nearly all of them) is checked by one regular
     expression instead of one per name: hundreds of thousands of names per run."""
+    if all_hashes(algorithm, names):
+        return [sys.intern(f"{algorithm}:{name}") for name in names]
+    return [digest_from_parts(algorithm, name) for name in names]
+
+
+def all_hashes(algorithm: str, names: list[str]) -> bool:
+    """Whether every name of ``names`` is a hash of ``algorithm`` (so names a digest), checked
+    by one regular expression for the whole listing."""
     pattern = _HEX_NAMES_RE.get(algorithm)
     joined = "/".join(names) + "/" if names else ""
     # The length rules out a name that itself holds "/" (no listing gives one; still).
-    if pattern is not None and pattern.fullmatch(joined) and \
-            len(joined) == len(names) * (DIGEST_HEX_LENGTH[algorithm] + 1):
-        return [sys.intern(f"{algorithm}:{name}") for name in names]
-    return [digest_from_parts(algorithm, name) for name in names]
+    return pattern is not None and pattern.fullmatch(joined) is not None and \
+        len(joined) == len(names) * (DIGEST_HEX_LENGTH[algorithm] + 1)
 
 
 def split_digest(digest: str) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from regstore import layout
-from regstore.digestsets import DigestKeys, pack
+from regstore.digestsets import DigestKeys, Digests, pack
 from regstore.findings import ERROR, WARNING, Finding
 from regstore.inventory import Inventory, Repository
 from regstore.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, References, Shipment, \
@@ -67,7 +67,7 @@ class ManifestCache:
     """Reads each manifest blob once, whatever number of repositories link it; keeps the
     parsed :class:`Manifest`, or with ``full`` False only its :class:`References`."""
 
-    def __init__(self, store: Store, blobs: set[str] | None, jobs: int = 8,
+    def __init__(self, store: Store, blobs: Digests | None, jobs: int = 8,
                  full: bool = True) -> None:
         # blobs: the listed blob digests, to skip reading what is known absent; None to try
         # every read (blobs written after the listing).
@@ -78,31 +78,35 @@ class ManifestCache:
         self.loaded: dict[str, Parsed | Unusable] = {}
 
     def prefetch(self, digests: Iterable[str], progress: Progress | None = None,
-                 processes: int = 1, meanwhile: Callable[[], object] | None = None) -> None:
+                 processes: int = 1, meanwhile: Callable[[], Digests] | None = None) -> None:
         """Read and parse ``digests`` ahead of :meth:`get`, in ``jobs`` threads and, on a
         store that forked processes can read (``Store.forkable``), in ``processes``
         processes: parsing is Python work that threads cannot spread over cores.
 
         ``meanwhile`` runs in this process while the others read (first, without them): a
-        blob listing that fills the set this cache was given. The manifests are then read
-        whether listed or not, and those the listing lacks are made missing afterwards, as
-        if they had not been read."""
+        blob listing, which it returns, the set this cache asks from then on. The manifests
+        are then read whether listed or not, and those the listing lacks are made missing
+        afterwards, as if they had not been read."""
         todo = sorted(d for d in set(digests) if d not in self.loaded)
         if processes > 1 and self.store.forkable:
-            listed, self.blobs = self.blobs, None if meanwhile is not None else self.blobs
+            listed, listings = self.blobs, []
+            if meanwhile is not None:
+                self.blobs = None  # the other processes read every manifest
             pools = PoolPerProcess(self.jobs, self.store.waits)
             try:
+                listing = (lambda: listings.append(meanwhile())) if meanwhile else None
                 loaded = fork_map(lambda part: Shipment(self._load_all(part, pool=pools.get())),
-                                  todo, processes, meanwhile)
+                                  todo, processes, listing)
             finally:
-                self.blobs = listed
+                self.blobs = listings[0] if listings else listed
                 pools.close()
-            if meanwhile is not None and listed is not None:
-                loaded = [x if d in listed else self._load(d) for d, x in zip(todo, loaded)]
+            if meanwhile is not None:
+                gone = set(self.blobs.missing(todo))
+                loaded = [self._load(d, False) if d in gone else x for d, x in zip(todo, loaded)]
             self._keep(todo, loaded, progress)
         else:
             if meanwhile is not None:
-                meanwhile()
+                self.blobs = meanwhile()
             self._load_all(todo, progress)
 
     def _load_all(self, todo: list[str], progress: Progress | None = None,
@@ -113,9 +117,11 @@ class ManifestCache:
         size = max(64, len(todo) // (self.jobs * 8) + 1)
         slices = [todo[i:i + size] for i in range(0, len(todo), size)]
         loaded: list[Parsed | Unusable] = []
+        # Which are not listed, all at once: a lookup each in the packed listing costs more.
+        gone = set(self.blobs.missing(todo)) if self.blobs is not None else set()
 
         def load(part: list[str]) -> list[Parsed | Unusable]:
-            return [self._load(d) for d in part]
+            return [self._load(d, d not in gone) for d in part]
 
         own = pool is None
         pool = IOPool(self.jobs if len(slices) > 1 else 1, self.store.waits) if own else pool
@@ -139,8 +145,12 @@ class ManifestCache:
             self.loaded[digest] = self._load(digest)
         return self.loaded[digest]
 
-    def _load(self, digest: str) -> Parsed | Unusable:
-        if self.blobs is not None and digest not in self.blobs:
+    def _load(self, digest: str, listed: bool | None = None) -> Parsed | Unusable:
+        """Read and parse ``digest``; ``listed``: whether the blob listing has it, when the
+        caller knows (else it is looked up)."""
+        if listed is None:
+            listed = self.blobs is None or digest in self.blobs
+        if not listed:
             return Unusable("missing", "its blob is not in the blob store")
         try:
             data = self.store.read(layout.blob_data(digest), MAX_MANIFEST_BYTES)
@@ -176,9 +186,10 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
         raise ValueError("a mark with delete_untagged needs the tags' history in the inventory")
     if inventory.blobs_listed == (list_blobs is not None):
         raise ValueError("a mark needs the inventory's blob listing, made or to be made")
-    cache = ManifestCache(store, inventory.blobs, jobs, full)
+    listing = None if list_blobs is None else lambda: (list_blobs(), inventory.blobs)[1]
+    cache = ManifestCache(store, inventory.blobs if listing is None else None, jobs, full)
     cache.prefetch((d for r in inventory.repositories.values() for d in r.revisions), progress,
-                   processes, list_blobs)
+                   processes, listing)
     # Read after any blob listing: a problem found there stops a sweep as well.
     result = MarkResult(problems=list(inventory.blocking), delete_untagged=delete_untagged)
     young: dict[str, set[str]] = {}

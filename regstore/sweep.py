@@ -31,11 +31,9 @@ a blob something new needs is kept.
 from __future__ import annotations
 
 import time
-from bisect import bisect_right
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import accumulate
 from typing import Callable, NamedTuple, Protocol
 
 from regstore import layout
@@ -214,10 +212,9 @@ def _unmarked_links(inventory: Inventory, marks: MarkResult) -> list[tuple[str, 
     """Every layer link to a digest nothing live reaches, as (repository, digest), sorted.
     The links of all repositories are looked up in one pass: a store has millions."""
     names = sorted(inventory.repositories)
-    linked = [d for name in names for d in inventory.repositories[name].layers]
-    ends = list(accumulate(len(inventory.repositories[name].layers) for name in names))
-    links = [(names[bisect_right(ends, i)], linked[i]) for i in marks.marked.absent(linked)]
-    return sorted(links)
+    layers = [inventory.repositories[name].layers for name in names]
+    # In order: by repository, then digest.
+    return [(names[r], digest) for r, digest in marks.marked.missing_in(layers)]
 
 
 def _protected(item: PlanItem, why: str) -> PlanItem:

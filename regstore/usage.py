@@ -89,7 +89,7 @@ def usage(store: Store, inventory: Inventory, plain: MarkResult,
     for digests in reached.values():
         for d in digests:
             owners[d] += 1
-    present = inventory.blobs
+    present = set(inventory.blobs)
     sizes = blob_sizes(store, present, inventory.blob_stats)
     rows = []
     for name in sorted(reached):

@@ -1,8 +1,11 @@
+import pickle
+
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from regstore.digestsets import DigestKeys, pack
+from regstore.digestsets import Digests, DigestKeys, pack
 
 HEX = "0123456789abcdef"
 SHA256 = st.text(HEX, min_size=64, max_size=64).map(lambda h: f"sha256:{h}")
@@ -73,3 +76,62 @@ def test_positions_count_from_the_start_across_chunks():
     asked = [f"sha256:{i:016x}{0:048x}" for i in range(70_000)]  # more than a chunk of keys
     keys = DigestKeys.of(asked[::2])
     assert keys.absent(asked) == list(range(1, 70_000, 2))
+
+
+# Hashes that differ only after their key, so that sets of them share keys.
+TWINS = st.sampled_from(["sha256:" + "1" * 16 + c * 48 for c in HEX[:4]])
+MEMBERS = st.lists(SHA256 | SHA512 | SMALL | TWINS, max_size=40)
+
+
+@given(MEMBERS, MEMBERS)
+def test_a_set_of_digests_is_exact_and_sorted(members, asked):
+    digests = Digests(members)
+    assert list(digests) == sorted(set(members)) and len(digests) == len(set(members))
+    assert [digests[i] for i in range(len(digests))] == sorted(set(members))
+    assert [d in digests for d in asked] == [d in set(members) for d in asked]
+    assert digests.missing(asked) == [d for d in asked if d not in set(members)]
+    assert digests.keys().tolist() == \
+        np.frombuffer(pack(sorted(set(members))), dtype=">u8").tolist()
+    assert pickle.loads(pickle.dumps(digests)) == digests
+    assert bool(digests) == bool(members)
+
+
+@given(MEMBERS, MEMBERS, st.lists(SHA256 | SMALL))
+def test_a_union_holds_every_digest_of_its_parts_once(a, b, more):
+    whole = Digests(a + b + more)
+    assert Digests.union([Digests(a), Digests(b)], more) == whole
+    # Parts that follow one another, as a store's blob prefixes do, are joined as they are.
+    ordered = sorted(set(a + b))
+    parts = [Digests(ordered[i:i + 3]) for i in range(0, len(ordered), 3)]
+    assert list(Digests.union(reversed(parts))) == ordered
+
+
+@given(st.lists(st.text(HEX, min_size=64, max_size=64)),
+       st.lists(st.text(HEX, min_size=128, max_size=128)))
+def test_a_listing_of_hashes_gives_the_digests_they_name(sha256, sha512):
+    assert Digests.of_hashes("sha256", sha256) == Digests(f"sha256:{h}" for h in sha256)
+    assert Digests.of_hashes("sha512", sha512) == Digests(f"sha512:{h}" for h in sha512)
+
+
+def test_what_is_not_a_digest_is_in_no_set_of_digests():
+    digests = Digests(["sha256:" + "a" * 64, "sha512:" + "b" * 128])
+    for thing in ("sha256:" + "a" * 63, "sha256:" + "A" * 64, "sha256:zz", "", None, 7,
+                  "sha256:" + "a" * 66, "sha384:" + "a" * 96):
+        assert thing not in digests
+    with pytest.raises(IndexError):
+        digests[2]
+    assert digests[-1] == "sha512:" + "b" * 128 and Digests() == Digests([])
+    assert not Digests() and Digests().missing(["sha256:" + "a" * 64]) == ["sha256:" + "a" * 64]
+
+
+@given(MEMBERS, MEMBERS)
+def test_keys_of_a_set_of_digests_find_what_is_missing_without_strings(members, asked):
+    keys = DigestKeys.of(asked)
+    assert keys.missing(Digests(members)) == keys.missing(sorted(set(members)))
+
+
+@given(st.lists(MEMBERS, max_size=5), MEMBERS)
+def test_what_is_missing_from_many_sets_is_found_in_one_pass(sets, marked):
+    keys = DigestKeys.of(marked)
+    parts = [Digests(s) for s in sets]
+    assert keys.missing_in(parts) == [(i, d) for i, p in enumerate(parts) for d in keys.missing(p)]
