@@ -51,8 +51,17 @@ class DigestKeys:
 
     def __init__(self, packed: Iterable[bytes] = ()) -> None:
         """The set of every key in ``packed``: chunks as :func:`pack` makes them."""
-        keys = np.frombuffer(b"".join(packed), dtype=_KEY)
-        self._keys = np.unique(keys.astype(np.uint64))
+        # One buffer, turned into native numbers where it lies, sorted in place, each key
+        # kept once: np.unique took nine times as long (1.7M keys: 0.9 s against 0.1) and
+        # made more copies.
+        keys = np.frombuffer(bytearray().join(packed), dtype=_KEY)
+        if _KEY != np.dtype(np.uint64):
+            keys.byteswap(inplace=True)
+        keys = keys.view(np.uint64)
+        keys.sort()
+        first = np.ones(len(keys), dtype=bool)
+        np.not_equal(keys[1:], keys[:-1], out=first[1:])
+        self._keys = keys[first]
 
     @classmethod
     def of(cls, digests: Iterable[str]) -> DigestKeys:
@@ -91,7 +100,7 @@ class DigestKeys:
     def missing(self, digests: Iterable[str]) -> list[str]:
         """Those of ``digests`` (valid digests) certainly not in the set, in their order."""
         if isinstance(digests, Digests):  # their keys are there already: no strings made
-            return [digests[i] for i in self._absent_keys(digests.keys()).tolist()]
+            return [digest for _, digest in self.missing_in([digests])]
         given = digests if isinstance(digests, (list, tuple)) else list(digests)
         return [given[i] for i in self.absent(given)]
 
@@ -99,14 +108,15 @@ class DigestKeys:
         """The digests of each of ``sets`` certainly not in this set, as (position of the set
         in ``sets``, digest), in order: one pass over the keys of all (a store's layer
         links, a set per repository)."""
-        sizes = [len(s) for s in sets]
-        if not any(sizes):
-            return []
-        ends = list(accumulate(sizes))
-        found = []
-        for i in self._absent_keys(np.concatenate([s.keys() for s in sets])).tolist():
-            which = bisect_right(ends, i)
-            found.append((which, sets[which][i - (ends[which - 1] if which else 0)]))
+        found: list[tuple[int, str]] = []
+        # Through the keys a batch at a time: all at once were 60 MB more at 1.4M links.
+        for batch in _batches(sets):
+            starts = [0, *accumulate(stop - start for _, start, stop in batch)]
+            keys = np.concatenate([sets[which].keys(start, stop) for which, start, stop in batch])
+            for i in self._absent_keys(keys).tolist():
+                part = bisect_right(starts, i) - 1
+                which, start, _ = batch[part]
+                found.append((which, sets[which][start + i - starts[part]]))
         return found
 
     def __eq__(self, other: object) -> bool:
@@ -118,6 +128,23 @@ class DigestKeys:
 
     def __repr__(self) -> str:
         return f"DigestKeys({len(self)} keys)"
+
+
+def _batches(sets: Sequence[Digests]) -> Iterator[list[tuple[int, int, int]]]:
+    """``sets`` cut into batches of about :data:`_CHUNK` digests, each a list of (position
+    of a set, start, stop): consecutive, in order, a set larger than a batch in parts."""
+    batch: list[tuple[int, int, int]] = []
+    size = 0
+    for which, digests in enumerate(sets):
+        for start in range(0, len(digests), _CHUNK):
+            stop = min(start + _CHUNK, len(digests))
+            batch.append((which, start, stop))
+            size += stop - start
+            if size >= _CHUNK:
+                yield batch
+                batch, size = [], 0
+    if batch:
+        yield batch
 
 
 _SHA256 = "sha256:"
@@ -206,12 +233,16 @@ class Digests:
                         key=lambda j: packed[j * _RECORD:(j + 1) * _RECORD])
         return i if packed[i * _RECORD:(i + 1) * _RECORD] == record else None
 
-    def keys(self) -> np.ndarray:
-        """The key of each digest (see :class:`DigestKeys`), in the set's order, native
-        uint64."""
-        keys = np.frombuffer(self._sha256, dtype=_KEY)[::_RECORD // 8].astype(np.uint64)
-        if self._others:
-            keys = np.concatenate([keys, np.frombuffer(pack(self._others), dtype=_KEY)
+    def keys(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The key of each digest (see :class:`DigestKeys`) from position ``start`` to
+        ``stop``, in the set's order, native uint64."""
+        n = len(self._sha256) // _RECORD
+        stop = len(self) if stop is None else min(stop, len(self))
+        sha256 = memoryview(self._sha256)[min(start, n) * _RECORD:min(stop, n) * _RECORD]
+        keys = np.frombuffer(sha256, dtype=_KEY)[::_RECORD // 8].astype(np.uint64)
+        if stop > n:
+            others = self._others[max(start - n, 0):stop - n]
+            keys = np.concatenate([keys, np.frombuffer(pack(others), dtype=_KEY)
                                    .astype(np.uint64)])
         return keys
 

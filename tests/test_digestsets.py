@@ -1,10 +1,12 @@
 import pickle
+from unittest.mock import patch
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from regstore import digestsets
 from regstore.digestsets import Digests, DigestKeys, pack
 
 HEX = "0123456789abcdef"
@@ -130,8 +132,19 @@ def test_keys_of_a_set_of_digests_find_what_is_missing_without_strings(members, 
     assert keys.missing(Digests(members)) == keys.missing(sorted(set(members)))
 
 
-@given(st.lists(MEMBERS, max_size=5), MEMBERS)
-def test_what_is_missing_from_many_sets_is_found_in_one_pass(sets, marked):
+@given(st.lists(MEMBERS, max_size=5), MEMBERS, st.integers(1, 8))
+def test_what_is_missing_from_many_sets_is_found_in_one_pass(sets, marked, chunk):
     keys = DigestKeys.of(marked)
     parts = [Digests(s) for s in sets]
-    assert keys.missing_in(parts) == [(i, d) for i, p in enumerate(parts) for d in keys.missing(p)]
+    # Batches of a few digests: sets cut in parts, batches across sets.
+    with patch.object(digestsets, "_CHUNK", chunk):
+        assert keys.missing_in(parts) == \
+            [(i, d) for i, p in enumerate(parts) for d in keys.missing(sorted(set(p)))]
+        assert [d for p in parts for d in keys.missing(p)] == \
+            [d for _, d in keys.missing_in(parts)]
+
+
+@given(MEMBERS, st.integers(0, 50), st.integers(0, 50))
+def test_the_keys_of_part_of_a_set_are_that_part_of_its_keys(members, start, stop):
+    digests = Digests(members)
+    assert digests.keys(start, stop).tolist() == digests.keys().tolist()[start:stop]
