@@ -7,7 +7,7 @@ from regstore.inventory import take_inventory
 from regstore.mark import mark
 from regstore.store import FilesystemStore, ReadOnlyStore
 from regstore.sweep import BLOB, LAYER_LINK, MANIFEST, TAG_INDEX, apply_plan, build_plan
-from tests.builders import StoreBuilder, build_store
+from tests.builders import StoreBuilder, build_store, sha256
 
 
 def plan_for(root, delete_untagged=False, writable=False):
@@ -126,3 +126,19 @@ def test_remove_refuses_paths_outside_the_root(tmp_path):
     for key in ("../x", "blobs/../../x", "/etc", "blobs//x"):
         with pytest.raises(StoreError):
             store.remove_tree(key)
+
+
+def test_a_blob_sharing_its_key_with_a_live_one_is_kept_and_the_live_one_too(tmp_path):
+    # The mark keeps 8-byte keys (regstore.digestsets): a blob whose hash begins like a live
+    # blob's is kept as if live; it can never make the live one go.
+    build_store(tmp_path, {"app": {"v1": [b"layer"]}})
+    b = StoreBuilder(tmp_path)
+    live = sha256(b"layer")
+    twin = live[:7 + 16] + ("0" if live[-1] != "0" else "1") * 48
+    b.blob(b"crafted")  # written under its own digest, then moved under the twin's
+    os.rename(b.path(layout.blob_dir(sha256(b"crafted"))), b.path(layout.blob_dir(twin)))
+    b.link_layer("app", twin)
+    orphan = b.blob(b"nobody needs me")
+    _, plan = plan_for(tmp_path)
+    assert {(i.kind, i.digest) for i in plan.items} == {(BLOB, orphan)}
+    assert not plan.protected and b.path(layout.blob_data(live)).exists()
