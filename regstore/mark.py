@@ -51,7 +51,7 @@ class MarkResult:
     young: dict[str, set[str]] = field(default_factory=dict)
     delete_untagged: bool = False  # the mode: are untagged revisions roots or not
     # every manifest read: parsed in full, or only its references (mark(full=False))
-    manifests: dict[str, Manifest | References | Unusable] = field(default_factory=dict)
+    manifests: dict[str, Manifest | References | bytes | Unusable] = field(default_factory=dict)
     problems: list[Finding] = field(default_factory=list)
 
     @property
@@ -60,12 +60,15 @@ class MarkResult:
         return not any(p.severity == ERROR for p in self.problems)
 
 
-Parsed = Manifest | References  # what the cache keeps of a manifest it understood
+# What the cache keeps of a manifest it understood: the manifest, its References, or, for
+# the image manifests that reference nothing but blobs (nearly all), their keys alone.
+Parsed = Manifest | References | bytes
 
 
 class ManifestCache:
     """Reads each manifest blob once, whatever number of repositories link it; keeps the
-    parsed :class:`Manifest`, or with ``full`` False only its :class:`References`."""
+    parsed :class:`Manifest`, or with ``full`` False only its :class:`References` (see
+    :data:`Parsed`)."""
 
     def __init__(self, store: Store, blobs: Digests | None, jobs: int = 8,
                  full: bool = True) -> None:
@@ -161,9 +164,13 @@ class ManifestCache:
                 return Unusable("invalid", f"{exc.message}, larger than any real manifest")
             return Unusable("unreadable", exc.message)
         try:
-            return parse_manifest(data, digest) if self.full else parse_references(data, digest)
+            if self.full:
+                return parse_manifest(data, digest)
+            refs = parse_references(data, digest)
         except ManifestError as exc:
             return Unusable("invalid", str(exc))
+        # A tuple the less for each of a million-blob store's 200k image manifests.
+        return refs.blob_keys if not refs.children and refs.subject is None else refs
 
 
 def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 8,
@@ -177,7 +184,7 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
     manifests read. With ``protect_since`` (a time), an untagged revision whose link was
     written at or after it is live too: it may be the child of an index whose push is still
     under way. Without ``full``, ``MarkResult.manifests`` holds only each manifest's
-    :class:`References` (all a sweep needs, in a fifth of the memory).
+    :class:`References`, or only its blobs' keys where it has nothing else (all a sweep needs).
 
     An inventory taken without its blob listing comes with ``list_blobs``, which makes it:
     here, while other processes read the manifests.
@@ -285,6 +292,8 @@ def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
 
 def _references(m: Parsed) -> References:
     """What marking follows of a manifest, whether the cache kept it whole or not."""
+    if type(m) is bytes:
+        return References(m, (), None)
     return m if isinstance(m, References) else m.references()
 
 
