@@ -769,7 +769,7 @@ def _digest_directories(store: Store, key: str, algorithm: str,
     cost than a listing; else None: list it, and say what else is there."""
     names = store.subdirectories(key)
     if names is None or not layout.all_hashes(algorithm, names) or \
-            not all(map(str.startswith, names, repeat(prefix))):
+            (prefix and not all(map(str.startswith, names, repeat(prefix)))):
         return None
     return Digests.of_hashes(algorithm, names)
 
