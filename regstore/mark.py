@@ -193,10 +193,14 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
         raise ValueError("a mark with delete_untagged needs the tags' history in the inventory")
     if inventory.blobs_listed == (list_blobs is not None):
         raise ValueError("a mark needs the inventory's blob listing, made or to be made")
-    listing = None if list_blobs is None else lambda: (list_blobs(), inventory.blobs)[1]
-    cache = ManifestCache(store, inventory.blobs if listing is None else None, jobs, full)
+    def listing() -> Digests:
+        assert list_blobs is not None
+        list_blobs()
+        return inventory.blobs
+
+    cache = ManifestCache(store, inventory.blobs if list_blobs is None else None, jobs, full)
     cache.prefetch((d for r in inventory.repositories.values() for d in r.revisions), progress,
-                   processes, listing)
+                   processes, listing if list_blobs is not None else None)
     # Read after any blob listing: a problem found there stops a sweep as well.
     result = MarkResult(problems=list(inventory.blocking), delete_untagged=delete_untagged)
     young: dict[str, set[str]] = {}
