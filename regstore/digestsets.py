@@ -35,12 +35,24 @@ assert all(len(algorithm) + 1 == _HASH_AT for algorithm in DIGEST_HEX_LENGTH)
 
 _KEY = np.dtype(">u8")  # a key as packed: the hash's first 8 bytes, in order
 _CHUNK = 1 << 16  # digests turned into keys at a time
+_SHA256 = "sha256:"
+_RECORD = 32  # bytes of a sha256 hash
 
 
 def pack(digests: Iterable[str]) -> bytes:
     """The keys of ``digests`` (valid digests, see :func:`regstore.layout.is_digest`), 8 bytes
     each, in the order given. Raises ValueError for a string that is not one."""
     return bytes.fromhex("".join([d[_HASH_AT:_HASH_AT + _KEY_HEX] for d in digests]))
+
+
+def _keys_of(digests: Iterable[str]) -> np.ndarray:
+    """:func:`pack` as native uint64 numbers."""
+    return np.frombuffer(pack(digests), dtype=_KEY).astype(np.uint64)
+
+
+def _keys_in(packed: bytes | memoryview) -> np.ndarray:
+    """The keys of packed sha256 hashes (the first 8 bytes of each 32) as native uint64."""
+    return np.frombuffer(packed, dtype=_KEY)[::_RECORD // 8].astype(np.uint64)
 
 
 class DigestKeys:
@@ -86,8 +98,8 @@ class DigestKeys:
         positions: list[int] = []
         # A chunk at a time: the hex of a million keys at once is 65 MB of short strings.
         for start in range(0, len(digests), _CHUNK):
-            keys = np.frombuffer(pack(digests[start:start + _CHUNK]), dtype=_KEY)
-            positions += (self._absent_keys(keys.astype(np.uint64)) + start).tolist()
+            keys = _keys_of(digests[start:start + _CHUNK])
+            positions += (self._absent_keys(keys) + start).tolist()
         return positions
 
     def _absent_keys(self, keys: np.ndarray) -> np.ndarray:
@@ -145,10 +157,6 @@ def _batches(sets: Sequence[Digests]) -> Iterator[list[tuple[int, int, int]]]:
                 batch, size = [], 0
     if batch:
         yield batch
-
-
-_SHA256 = "sha256:"
-_RECORD = 32  # bytes of a sha256 hash
 
 
 class Digests:
@@ -239,11 +247,9 @@ class Digests:
         n = len(self._sha256) // _RECORD
         stop = len(self) if stop is None else min(stop, len(self))
         sha256 = memoryview(self._sha256)[min(start, n) * _RECORD:min(stop, n) * _RECORD]
-        keys = np.frombuffer(sha256, dtype=_KEY)[::_RECORD // 8].astype(np.uint64)
+        keys = _keys_in(sha256)
         if stop > n:
-            others = self._others[max(start - n, 0):stop - n]
-            keys = np.concatenate([keys, np.frombuffer(pack(others), dtype=_KEY)
-                                   .astype(np.uint64)])
+            keys = np.concatenate([keys, _keys_of(self._others[max(start - n, 0):stop - n])])
         return keys
 
     def missing(self, digests: Sequence[str]) -> list[str]:
@@ -251,7 +257,7 @@ class Digests:
         the set's keys, then the full hash of each digest whose key it holds."""
         if not self._sha256:
             return [d for d in digests if d not in self._others]
-        index = np.frombuffer(self._sha256, dtype=_KEY)[::_RECORD // 8].astype(np.uint64)
+        index = _keys_in(self._sha256)
         records = np.frombuffer(self._sha256, dtype=_KEY).reshape(-1, _RECORD // 8)
         gone: list[int] = []
         for start in range(0, len(digests), _CHUNK):
