@@ -41,6 +41,19 @@ def test_the_parts_a_set_is_made_of_do_not_change_it(members, parts):
         (key(more) in {key(d) for d in members})
 
 
+@given(st.lists(st.lists(st.integers(0, 40), max_size=6), max_size=30), st.integers(1, 5),
+       st.integers(1, 4))
+def test_keys_are_kept_once_whatever_the_chunks_they_come_in(parts, chunk, group):
+    # Small chunks and groups: duplicates fall on both sides of every boundary.
+    digests = [[f"sha256:{n:016x}" + f"{i:048x}" for i, n in enumerate(p)] for p in parts]
+    with patch.object(digestsets, "_CHUNK", chunk), patch.object(digestsets, "_GROUP", group):
+        keys = DigestKeys([pack(p) for p in digests])
+    held = sorted({n for p in parts for n in p})
+    assert len(keys) == len(held)
+    assert keys.missing([f"sha256:{n:016x}" + "0" * 48 for n in range(42)]) == \
+        [f"sha256:{n:016x}" + "0" * 48 for n in range(42) if n not in held]
+
+
 def test_a_digest_sharing_a_key_with_a_member_is_kept_never_dropped():
     # The first 16 hex digits are the key: these two differ only after them.
     member, other = "sha256:" + "1" * 16 + "a" * 48, "sha256:" + "1" * 16 + "b" * 48
