@@ -96,25 +96,33 @@ class ManifestCache:
             if meanwhile is not None:
                 self.blobs = None  # the other processes read every manifest
             pools = PoolPerProcess(self.jobs, self.store.waits)
+
+            def share(part: list[str]) -> Shipment:
+                # Into the cache here, once all is back: a child that kept what it read
+                # held its share of the manifests to the end (25 MB at a million blobs).
+                return Shipment(self._load_all(part, pool=pools.get(), keep=False))
+
             try:
                 listing = (lambda: listings.append(meanwhile())) if meanwhile else None
-                loaded = fork_map(lambda part: Shipment(self._load_all(part, pool=pools.get())),
-                                  todo, processes, listing)
+                loaded = fork_map(share, todo, processes, listing)
             finally:
                 self.blobs = listings[0] if listings else listed
                 pools.close()
             if meanwhile is not None:
                 gone = set(self.blobs.missing(todo))
                 loaded = [self._load(d, False) if d in gone else x for d, x in zip(todo, loaded)]
-            self._keep(todo, loaded, progress)
+            self.loaded.update(zip(todo, loaded))
+            if progress:
+                progress(len(todo))
         else:
             if meanwhile is not None:
                 self.blobs = meanwhile()
             self._load_all(todo, progress)
 
     def _load_all(self, todo: list[str], progress: Progress | None = None,
-                  pool: IOPool | None = None) -> list[Parsed | Unusable]:
-        """Load ``todo`` in ``pool`` (one of its own, closed after, when not given)."""
+                  pool: IOPool | None = None, keep: bool = True) -> list[Parsed | Unusable]:
+        """Load ``todo`` in ``pool`` (one of its own, closed after, when not given); with
+        ``keep``, into the cache as each slice is read."""
         # One task per slice, not per manifest: a future per small file costs more than
         # reading it. Slices are small enough to keep every thread busy to the end.
         size = max(64, len(todo) // (self.jobs * 8) + 1)
@@ -130,18 +138,15 @@ class ManifestCache:
         pool = IOPool(self.jobs if len(slices) > 1 else 1, self.store.waits) if own else pool
         try:
             for part, outcome in zip(slices, pool.imap(load, slices)):
-                self._keep(part, outcome, progress)
+                if keep:
+                    self.loaded.update(zip(part, outcome))
+                if progress:
+                    progress(len(part))
                 loaded += outcome
         finally:
             if own:
                 pool.close()
         return loaded
-
-    def _keep(self, part: list[str], loaded: list[Parsed | Unusable],
-              progress: Progress | None) -> None:
-        self.loaded.update(zip(part, loaded))
-        if progress:
-            progress(len(part))
 
     def get(self, digest: str) -> Parsed | Unusable:
         if digest not in self.loaded:
