@@ -441,7 +441,7 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
         with out.progress("reading manifests", "manifests") as tick:
             marks = mark(store, inventory, args.delete_untagged, args.jobs, tick,
                          protect_since=started - min_age if min_age else None,
-                         processes=processes_for(args.jobs), full=False,
+                         processes=processes_for(args.jobs), full=False, keep_live=False,
                          list_blobs=lambda: list_blobs(store, inventory, jobs=args.jobs))
         uploads_age = args.uploads_older_than if args.uploads_older_than is not None \
             else cfg.upload_purging.age_seconds

@@ -202,6 +202,10 @@ def test_the_mark_is_the_same_whatever_the_processes_and_what_it_keeps_of_manife
                 assert any(type(m) is bytes for m in many.manifests.values())
             assert (many.marked, many.live, many.dead, many.problems) == \
                 (one.marked, one.live, one.dead, one.problems)
+        bare = mark(store, inv, delete_untagged, jobs=4, processes=2, full=False,
+                    keep_live=False)
+        assert (bare.marked, bare.dead, bare.problems) == (one.marked, one.dead, one.problems)
+        assert not bare.live and len(one.live) > 3
 
 
 def test_a_blob_listing_made_during_the_mark_gives_the_same_mark(tmp_path):
