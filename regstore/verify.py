@@ -506,7 +506,7 @@ class _Run:
         what parsed, to any depth (what gc's mark reads: the orphans below match its plan)."""
         todo = set()
         for repo in self.inv.repositories.values():
-            todo |= repo.revisions
+            todo.update(repo.revisions)
             todo |= {t.current for t in repo.tags.values() if t.current}
         while todo:
             batch = sorted(todo - self.manifests.keys())

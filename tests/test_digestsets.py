@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regstore import digestsets
-from regstore.digestsets import Digests, DigestKeys, pack
+from regstore.digestsets import Digests, DigestKeys, DigestTuple, pack
 
 HEX = "0123456789abcdef"
 SHA256 = st.text(HEX, min_size=64, max_size=64).map(lambda h: f"sha256:{h}")
@@ -161,3 +161,22 @@ def test_what_is_missing_from_many_sets_is_found_in_one_pass(sets, marked, chunk
 def test_the_keys_of_part_of_a_set_are_that_part_of_its_keys(members, start, stop):
     digests = Digests(members)
     assert digests.keys(start, stop).tolist() == digests.keys().tolist()[start:stop]
+
+
+NAMES = st.lists(st.sampled_from([f"sha256:{c * 64}" for c in HEX]), max_size=12)
+
+
+@given(NAMES, NAMES)
+def test_a_digest_tuple_answers_as_the_set_of_its_strings(items, others):
+    t, s, o = DigestTuple(items), set(items), set(others)
+    assert list(t) == sorted(s) and len(t) == len(s)
+    assert [x in t for x in others + ["sha256:", ""]] == [x in s for x in others + ["sha256:", ""]]
+    assert None not in t and (t == s) and (s == t) and (t == frozenset(s)) and not (t != s)
+    assert (t == o) == (s == o) and (t != o) == (s != o)
+    for op in (lambda a, b: a - b, lambda a, b: a | b, lambda a, b: a & b):
+        for left, right, expected in ((t, o, op(s, o)), (o, t, op(o, s)),
+                                      (t, DigestTuple(others), op(s, o)),
+                                      (frozenset(o), t, op(frozenset(o), s))):
+            got = op(left, right)
+            assert type(got) is set and got == expected
+    assert pickle.loads(pickle.dumps(t)) == t and type(pickle.loads(pickle.dumps(t))) is DigestTuple
