@@ -15,9 +15,9 @@ manifests. Two forms hold them for less:
   made it so. bup's gc keeps garbage by the same kind of rule, its bloom filter of live
   objects.
 
-And where the strings are wanted (a repository's revisions, the keys of every lookup of a
-manifest), :class:`DigestTuple` holds them without a set's table: 8 bytes a digest beside its
-string, where a set of a few dozen spends 50 to 100.
+And where the strings themselves are wanted (a repository's revisions: the mark looks up
+each one's manifest by it), :class:`DigestTuple` holds them without a set's table: 8 bytes a
+digest beside its string, where a set of a few dozen spends 50 to 100.
 """
 
 from __future__ import annotations

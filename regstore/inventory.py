@@ -64,7 +64,7 @@ class Tag:
 class Repository:
     name: str
     # A set while the repository is listed, then its sorted tuple (regstore.digestsets): at a
-    # million blobs the sets' tables were 23 MB for 239k revisions, the tuples are 2.
+    # million blobs the sets' tables took 23 MB for 239k revisions, the tuples take 2 MB.
     revisions: set[str] | DigestTuple = field(default_factory=set)
     # revision -> signature blobs linked under it (stores first written by registry 2.0-2.4)
     signatures: dict[str, set[str]] = field(default_factory=dict)
