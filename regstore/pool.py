@@ -153,11 +153,14 @@ def fork_map(fn: Callable[[list[_T]], list[_R]], items: Iterable[_T],
     error every child is killed and reaped. With one process, no ``os.fork``, or too few items
     to be worth a fork, it runs inline, ``fn`` called once.
 
+    A ``range`` of items is handed out as ranges: a chunk then touches no object of the
+    parent's (see :func:`regstore.mark.ManifestCache.prefetch`).
+
     ``meanwhile``, other work of this process, runs here first while the children take
     chunks (this process then takes what is left). Inline, it runs before ``fn``. Should it
     fail, the children are killed and its error raised.
     """
-    items = list(items)
+    items = items if isinstance(items, range) else list(items)
     processes = min(processes, len(items) // 2)
     if processes <= 1 or not hasattr(os, "fork"):
         if meanwhile is not None:
