@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from itertools import accumulate, chain
-from typing import AbstractSet, Any, Iterable, Iterator, Sequence
+from typing import AbstractSet, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -144,6 +144,31 @@ class DigestKeys:
 
     def __repr__(self) -> str:
         return f"DigestKeys({len(self)} keys)"
+
+
+def packed_copy(digests: list[str]) -> Callable[[int, int], list[str]]:
+    """A function of (start, stop) giving ``digests[start:stop]`` as new strings equal to
+    them, made from a packed copy (32 bytes a digest): what takes them touches none of the
+    given strings. Where the digests are not all sha256 in their canonical spelling, the
+    function gives the slice itself."""
+    packed = bytearray(_RECORD * len(digests))
+    for start in range(0, len(digests), _GROUP):  # a group at a time: all at once, 50 MB more
+        group = digests[start:start + _GROUP]
+        text = "".join([d[_HASH_AT:] for d in group])
+        try:
+            hashes = bytes.fromhex(text)
+        except ValueError:
+            hashes = b""
+        if hashes.hex() != text or set(map(len, group)) != {_HASH_AT + 2 * _RECORD} or \
+                {d[:_HASH_AT] for d in group} != {_SHA256}:
+            return lambda first, stop: digests[first:stop]
+        packed[_RECORD * start:_RECORD * start + len(hashes)] = hashes
+
+    def strings(start: int, stop: int) -> list[str]:
+        text = packed[start * _RECORD:stop * _RECORD].hex()
+        return [_SHA256 + text[i:i + 2 * _RECORD] for i in range(0, len(text), 2 * _RECORD)]
+
+    return strings
 
 
 def _joined(chunks: list[bytes]) -> np.ndarray:

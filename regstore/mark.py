@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from regstore import layout
-from regstore.digestsets import DigestKeys, Digests, pack
+from regstore.digestsets import DigestKeys, Digests, pack, packed_copy
 from regstore.findings import ERROR, WARNING, Finding
 from regstore.inventory import Inventory, Repository
 from regstore.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, References, Shipment, \
@@ -99,7 +99,10 @@ class ManifestCache:
                 self.blobs = None  # the other processes read every manifest
             pools = PoolPerProcess(self.jobs, self.store.waits)
 
-            strings = _own_strings(todo)
+            # A process that took the parent's strings (the repositories' revisions) would
+            # write to their pages by taking a reference, and a page written by either
+            # process is copied: the revisions' 30 MB of pages twice at a million blobs.
+            strings = packed_copy(todo)
 
             def share(part: range) -> Shipment:
                 # Into the cache here, once all is back: a child that kept what it read
@@ -181,29 +184,6 @@ class ManifestCache:
             return Unusable("invalid", str(exc))
         # A tuple the less for each of a million-blob store's 200k image manifests.
         return refs.blob_keys if not refs.children and refs.subject is None else refs
-
-
-def _own_strings(digests: list[str]) -> Callable[[int, int], list[str]]:
-    """How a forked process gets ``digests[start:stop]`` as strings of its own, made from a
-    packed copy: the parent's are the repositories' revisions, and a process that only takes
-    a reference to one writes to its page (the count of references), which the system then
-    copies, a page for the one process and a page for the other. At a million blobs the two
-    processes had copied most of the 30 MB of pages that hold the revisions."""
-    if not all(len(d) == _SHA256_LENGTH and d.startswith("sha256:") for d in digests):
-        return lambda start, stop: digests[start:stop]  # other algorithms: seldom seen
-    packed = bytearray(32 * len(digests))
-    for start in range(0, len(digests), 4096):  # a few at a time: all at once was 50 MB more
-        packed[32 * start:32 * (start + 4096)] = bytes.fromhex(
-            "".join([d[7:] for d in digests[start:start + 4096]]))
-
-    def strings(start: int, stop: int) -> list[str]:
-        text = packed[start * 32:stop * 32].hex()
-        return ["sha256:" + text[i:i + 64] for i in range(0, len(text), 64)]
-
-    return strings
-
-
-_SHA256_LENGTH = len("sha256:") + 64
 
 
 def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 8,

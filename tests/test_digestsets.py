@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regstore import digestsets
-from regstore.digestsets import Digests, DigestKeys, DigestTuple, pack
+from regstore.digestsets import Digests, DigestKeys, DigestTuple, pack, packed_copy
 
 HEX = "0123456789abcdef"
 SHA256 = st.text(HEX, min_size=64, max_size=64).map(lambda h: f"sha256:{h}")
@@ -180,3 +180,18 @@ def test_a_digest_tuple_answers_as_the_set_of_its_strings(items, others):
             got = op(left, right)
             assert type(got) is set and got == expected
     assert pickle.loads(pickle.dumps(t)) == t and type(pickle.loads(pickle.dumps(t))) is DigestTuple
+
+
+def test_a_packed_copy_gives_equal_strings_or_the_slice_itself():
+    sha256 = [f"sha256:{i:064x}" for i in range(9000)]  # more than one packing group
+    odd = ["sha512:" + "a" * 128, "sha256:" + "A" * 64, "sha256:" + "a" * 63, "sha256:" + "g" * 64,
+           "sha384" + ":" + "b" * 64]
+    twins = ["sha256:" + "a" * 63, "sha256:" + "a" * 65]  # their lengths add up
+    for digests in [sha256, sha256 + twins] + [sha256 + [o] for o in odd]:
+        strings = packed_copy(digests)
+        for start, stop in ((0, len(digests)), (4095, 4097), (len(digests) - 1, len(digests)),
+                            (7, 7)):
+            assert strings(start, stop) == digests[start:stop]
+    made = packed_copy(sha256)(0, 1)[0]
+    assert made == sha256[0] and made is not sha256[0]
+    assert packed_copy(sha256 + odd[1:2])(0, 1)[0] is sha256[0]  # not all canonical: the slice

@@ -387,15 +387,3 @@ def test_list_dir_gives_each_entry_its_kind_with_or_without_counting_links(tmp_p
     assert counting.subdirectories("mixed/file") is None  # list_dir says what is wrong
     assert all(reading.subdirectories(key) is None for key in want)
 
-
-def test_a_forked_process_gets_the_digests_it_reads_as_they_are_in_any_algorithm():
-    from regstore.mark import _own_strings
-
-    sha256 = [f"sha256:{i:064x}" for i in range(9000)]  # more than one packing group
-    for digests in (sha256, sha256 + ["sha512:" + "a" * 128]):
-        strings = _own_strings(digests)
-        for start, stop in ((0, len(digests)), (4095, 4097), (len(digests) - 1, len(digests)),
-                            (7, 7)):
-            assert strings(start, stop) == digests[start:stop]
-    made, given = _own_strings(sha256)(0, 1)[0], sha256[0]
-    assert made == given and made is not given
