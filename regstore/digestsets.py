@@ -39,7 +39,7 @@ assert all(len(algorithm) + 1 == _HASH_AT for algorithm in DIGEST_HEX_LENGTH)
 
 _KEY = np.dtype(">u8")  # a key as packed: the hash's first 8 bytes, in order
 _CHUNK = 1 << 16  # digests turned into keys at a time
-_GROUP = 4096  # packed chunks joined at a time
+_GROUP = 4096  # packed chunks joined, or digests packed, at a time
 _SHA256 = "sha256:"
 _RECORD = 32  # bytes of a sha256 hash
 
