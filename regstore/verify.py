@@ -848,7 +848,11 @@ class _Run:
             for thread in threads:
                 thread.start()
             for thread in threads:
-                thread.join()
+                # A join with a timeout, again and again: the system may hand Ctrl-C to a
+                # hashing thread, and Python runs its handler in the main thread only once
+                # that thread runs again, which a join without one holds back to its end.
+                while thread.is_alive():
+                    thread.join(0.2)
         except BaseException:  # Ctrl-C: running hashes stop at their next chunk
             stop.set()
             for thread in threads:

@@ -996,6 +996,40 @@ def test_cli_interrupted_run_keeps_what_it_verified(tmp_path, monkeypatch):
     assert set(calls[:2]) <= set(kept) and calls[2] not in kept
 
 
+def test_ctrl_c_the_system_hands_to_a_hashing_thread_still_stops_verify(tmp_path):
+    many_layers(tmp_path, 8)
+    # The signal goes to a thread that hashes, as the system may choose: the main thread,
+    # waiting for the hashing threads, learns of it only when it runs again.
+    code = (
+        "import signal, sys, threading, time\n"
+        "from regstore import verify\n"
+        "from regstore.cli import main\n"
+        "real = verify._Run._hash_blob\n"
+        "calls = []\n"
+        "def slow(self, digest, stop, deadline, on_bytes):\n"
+        "    calls.append(digest)\n"
+        "    if len(calls) == 3:\n"
+        "        time.sleep(0.3)  # the main thread is waiting for this one by now\n"
+        "        signal.pthread_kill(threading.get_ident(), signal.SIGINT)\n"
+        "    if len(calls) <= 2:\n"
+        "        return real(self, digest, stop, deadline, on_bytes)\n"
+        "    while not stop.wait(0.05):\n"
+        "        pass\n"
+        "    return verify._Failed('aborted')\n"
+        "verify._Run._hash_blob = slow\n"
+        "sys.exit(main(['verify', '--jobs', '2', '--root', sys.argv[1]]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130 and "interrupted" in err
+
+
 def test_ctrl_c_while_threads_hash_stops_them_and_keeps_what_they_verified(tmp_path):
     _, _, data = many_layers(tmp_path, 8)
     started = tmp_path / "hashing-started"
