@@ -996,6 +996,13 @@ def test_cli_interrupted_run_keeps_what_it_verified(tmp_path, monkeypatch):
     assert set(calls[:2]) <= set(kept) and calls[2] not in kept
 
 
+def _sigint_as_from_a_terminal() -> None:
+    """In the child, before it runs Python: SIGINT handled as by default. A suite started
+    with SIGINT ignored (a background job of a non-interactive shell) passes that on, and
+    Python then installs no handler for it: the Ctrl-C these tests send would be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_the_system_hands_to_a_hashing_thread_still_stops_verify(tmp_path):
     many_layers(tmp_path, 8)
     # The signal goes to a thread that hashes, as the system may choose: the main thread,
@@ -1020,7 +1027,8 @@ def test_ctrl_c_the_system_hands_to_a_hashing_thread_still_stops_verify(tmp_path
         "sys.exit(main(['verify', '--jobs', '2', '--root', sys.argv[1]]))\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parent.parent)
+                            cwd=Path(__file__).resolve().parent.parent,
+                            preexec_fn=_sigint_as_from_a_terminal)
     try:
         _, err = proc.communicate(timeout=30)
     finally:
@@ -1055,7 +1063,8 @@ def test_ctrl_c_while_threads_hash_stops_them_and_keeps_what_they_verified(tmp_p
         "sys.exit(main(['verify', '--jobs', '2', '--root', sys.argv[1]]))\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(started)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parent.parent)
+                            cwd=Path(__file__).resolve().parent.parent,
+                            preexec_fn=_sigint_as_from_a_terminal)
     deadline = time.monotonic() + 30
     while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
