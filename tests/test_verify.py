@@ -1003,32 +1003,41 @@ def _sigint_as_from_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_the_system_hands_to_a_hashing_thread_still_stops_verify(tmp_path):
-    many_layers(tmp_path, 8)
-    # The signal goes to a thread that hashes, as the system may choose: the main thread,
-    # waiting for the hashing threads, learns of it only when it runs again.
+def _verify_held_from_the_third_hash(root: Path, third: str, *args: str) -> subprocess.Popen:
+    """verify --jobs 2 of ``root`` in a process of its own, whose first two blobs hash
+    normally; from the third on each hashing thread stands in for a long hash that looks every
+    50 ms whether it is told to stop (as the real loop does between chunks). ``third``, a line
+    of Python, runs once, at the third; ``args`` follow the root in its sys.argv."""
     code = (
         "import signal, sys, threading, time\n"
+        "from pathlib import Path\n"
         "from regstore import verify\n"
         "from regstore.cli import main\n"
         "real = verify._Run._hash_blob\n"
         "calls = []\n"
         "def slow(self, digest, stop, deadline, on_bytes):\n"
         "    calls.append(digest)\n"
-        "    if len(calls) == 3:\n"
-        "        time.sleep(0.3)  # the main thread is waiting for this one by now\n"
-        "        signal.pthread_kill(threading.get_ident(), signal.SIGINT)\n"
         "    if len(calls) <= 2:\n"
         "        return real(self, digest, stop, deadline, on_bytes)\n"
+        "    if len(calls) == 3:\n"
+        f"        {third}\n"
         "    while not stop.wait(0.05):\n"
         "        pass\n"
         "    return verify._Failed('aborted')\n"
         "verify._Run._hash_blob = slow\n"
         "sys.exit(main(['verify', '--jobs', '2', '--root', sys.argv[1]]))\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+    return subprocess.Popen([sys.executable, "-c", code, str(root), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=Path(__file__).resolve().parent.parent,
                             preexec_fn=_sigint_as_from_a_terminal)
+
+
+def test_ctrl_c_the_system_hands_to_a_hashing_thread_still_stops_verify(tmp_path):
+    many_layers(tmp_path, 8)
+    # The signal goes to a thread that hashes, as the system may choose, once the main thread
+    # waits for them: the main thread learns of it only when it runs again.
+    proc = _verify_held_from_the_third_hash(
+        tmp_path, "time.sleep(0.3); signal.pthread_kill(threading.get_ident(), signal.SIGINT)")
     try:
         _, err = proc.communicate(timeout=30)
     finally:
@@ -1041,30 +1050,8 @@ def test_ctrl_c_the_system_hands_to_a_hashing_thread_still_stops_verify(tmp_path
 def test_ctrl_c_while_threads_hash_stops_them_and_keeps_what_they_verified(tmp_path):
     _, _, data = many_layers(tmp_path, 8)
     started = tmp_path / "hashing-started"
-    # Two blobs hash normally; from the third on, each thread stands in for a long hash that
-    # looks every 50 ms whether it is told to stop (as the real loop does between chunks),
-    # until SIGINT comes to the main thread, which is then waiting for the hashing threads.
-    code = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from regstore import verify\n"
-        "from regstore.cli import main\n"
-        "real = verify._Run._hash_blob\n"
-        "calls = []\n"
-        "def slow(self, digest, stop, deadline, on_bytes):\n"
-        "    calls.append(digest)\n"
-        "    if len(calls) <= 2:\n"
-        "        return real(self, digest, stop, deadline, on_bytes)\n"
-        "    Path(sys.argv[2]).touch()\n"
-        "    while not stop.wait(0.05):\n"
-        "        pass\n"
-        "    return verify._Failed('aborted')\n"
-        "verify._Run._hash_blob = slow\n"
-        "sys.exit(main(['verify', '--jobs', '2', '--root', sys.argv[1]]))\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(started)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parent.parent,
-                            preexec_fn=_sigint_as_from_a_terminal)
+    # SIGINT comes to the main thread, which is then waiting for the hashing threads.
+    proc = _verify_held_from_the_third_hash(tmp_path, "Path(sys.argv[2]).touch()", str(started))
     deadline = time.monotonic() + 30
     while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
