@@ -164,11 +164,13 @@ def packed_copy(digests: list[str]) -> Callable[[int, int], list[str]]:
             return lambda first, stop: digests[first:stop]
         packed[_RECORD * start:_RECORD * start + len(hashes)] = hashes
 
-    def strings(start: int, stop: int) -> list[str]:
-        text = packed[start * _RECORD:stop * _RECORD].hex()
-        return [_SHA256 + text[i:i + 2 * _RECORD] for i in range(0, len(text), 2 * _RECORD)]
+    return lambda start, stop: _sha256_digests(packed[start * _RECORD:stop * _RECORD])
 
-    return strings
+
+def _sha256_digests(hashes: bytes | bytearray) -> list[str]:
+    """The sha256 digests, as new strings, of the packed 32-byte ``hashes``."""
+    text = hashes.hex()
+    return [_SHA256 + text[i:i + 2 * _RECORD] for i in range(0, len(text), 2 * _RECORD)]
 
 
 def _joined(chunks: list[bytes]) -> np.ndarray:
@@ -269,9 +271,7 @@ class Digests:
     def __iter__(self) -> Iterator[str]:
         step = 4096  # hashes made hex at a time
         for start in range(0, len(self._sha256), step * _RECORD):
-            text = self._sha256[start:start + step * _RECORD].hex()
-            yield from [_SHA256 + text[i:i + 2 * _RECORD] for i in range(0, len(text),
-                                                                           2 * _RECORD)]
+            yield from _sha256_digests(self._sha256[start:start + step * _RECORD])
         yield from self._others
 
     def __getitem__(self, i: int) -> str:

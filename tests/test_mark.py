@@ -386,4 +386,3 @@ def test_list_dir_gives_each_entry_its_kind_with_or_without_counting_links(tmp_p
     assert counting.subdirectories("mixed") is None
     assert counting.subdirectories("mixed/file") is None  # list_dir says what is wrong
     assert all(reading.subdirectories(key) is None for key in want)
-
