@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import AbstractSet, Callable, Iterable
 
 from regstore import layout
 from regstore.digestsets import DigestKeys, Digests, pack, packed_copy
@@ -52,7 +52,8 @@ class MarkResult:
     # untagged revisions kept only because their link is younger than the grace period
     young: dict[str, set[str]] = field(default_factory=dict)
     delete_untagged: bool = False  # the mode: are untagged revisions roots or not
-    # every manifest read: parsed in full, or only its references (mark(full=False))
+    # every manifest read: parsed in full, or only its references (mark(full=False)); in a
+    # mark without full or delete_untagged, FOLDED for an image manifest read ahead
     manifests: dict[str, Manifest | References | bytes | Unusable] = field(default_factory=dict)
     problems: list[Finding] = field(default_factory=list)
 
@@ -66,21 +67,42 @@ class MarkResult:
 # the image manifests that reference nothing but blobs (nearly all), their keys alone.
 Parsed = Manifest | References | bytes
 
+#: What a folding cache (``ManifestCache(fold=True)``) keeps of an image manifest whose blobs'
+#: keys went to the mark as it was read: nothing left to follow.
+FOLDED = References(b"", (), None)
+
+
+class _Folded(bytes):
+    """The blob keys of a slice's image manifests, read by a folding cache: the parse result
+    of the first of them, where the others have None (one object a slice crosses to the
+    parent, not one per manifest)."""
+
+    __slots__ = ()
+
 
 class ManifestCache:
     """Reads each manifest blob once, whatever number of repositories link it; keeps the
     parsed :class:`Manifest`, or with ``full`` False only its :class:`References` (see
-    :data:`Parsed`)."""
+    :data:`Parsed`).
+
+    With ``fold`` (and not ``full``), for a mark in which every manifest prefetched is live (a
+    gc without -m), the blobs' keys of each image manifest prefetched go to :attr:`marking`
+    as it is read, and the cache keeps :data:`FOLDED` for it: at a million blobs the 200k
+    image manifests' keys, kept one object each, took 18 MB to the end of the gc."""
 
     def __init__(self, store: Store, blobs: Digests | None, jobs: int = 8,
-                 full: bool = True) -> None:
+                 full: bool = True, fold: bool = False) -> None:
         # blobs: the listed blob digests, to skip reading what is known absent; None to try
         # every read (blobs written after the listing).
+        if fold and full:
+            raise ValueError("a cache that folds keeps References only (full=False)")
         self.store = store
         self.blobs = blobs
         self.jobs = jobs
         self.full = full
+        self.fold = fold
         self.loaded: dict[str, Parsed | Unusable] = {}
+        self.marking: list[bytes] = []  # blob keys of folded manifests, as pack() makes them
 
     def prefetch(self, digests: Iterable[str], progress: Progress | None = None,
                  processes: int = 1, meanwhile: Callable[[], Digests] | None = None) -> None:
@@ -116,10 +138,10 @@ class ManifestCache:
             finally:
                 self.blobs = listings[0] if listings else listed
                 pools.close()
-            if meanwhile is not None:
-                gone = set(self.blobs.missing(todo))
-                loaded = [self._load(d, False) if d in gone else x for d, x in zip(todo, loaded)]
-            self.loaded.update(zip(todo, loaded))
+            # A manifest read though the listing lacks it is made missing; keys it folded
+            # stay marked (more kept, never less), and so do those of its slice.
+            gone = set(self.blobs.missing(todo)) if meanwhile is not None else set()
+            self._keep(todo, loaded, gone)
             if progress:
                 progress(len(todo))
         else:
@@ -128,26 +150,28 @@ class ManifestCache:
             self._load_all(todo, progress)
 
     def _load_all(self, todo: list[str], progress: Progress | None = None,
-                  pool: IOPool | None = None, keep: bool = True) -> list[Parsed | Unusable]:
+                  pool: IOPool | None = None,
+                  keep: bool = True) -> list[Parsed | Unusable | None]:
         """Load ``todo`` in ``pool`` (one of its own, closed after, when not given); with
         ``keep``, into the cache as each slice is read."""
         # One task per slice, not per manifest: a future per small file costs more than
         # reading it. Slices are small enough to keep every thread busy to the end.
         size = max(64, len(todo) // (self.jobs * 8) + 1)
         slices = [todo[i:i + size] for i in range(0, len(todo), size)]
-        loaded: list[Parsed | Unusable] = []
+        loaded: list[Parsed | Unusable | None] = []
         # Which are not listed, all at once: a lookup each in the packed listing costs more.
         gone = set(self.blobs.missing(todo)) if self.blobs is not None else set()
 
-        def load(part: list[str]) -> list[Parsed | Unusable]:
-            return [self._load(d, d not in gone) for d in part]
+        def load(part: list[str]) -> list[Parsed | Unusable | None]:
+            outcome = [self._load(d, d not in gone) for d in part]
+            return self._folded(outcome) if self.fold else outcome
 
         own = pool is None
         pool = IOPool(self.jobs if len(slices) > 1 else 1, self.store.waits) if own else pool
         try:
             for part, outcome in zip(slices, pool.imap(load, slices)):
                 if keep:
-                    self.loaded.update(zip(part, outcome))
+                    self._keep(part, outcome)
                 if progress:
                     progress(len(part))
                 loaded += outcome
@@ -155,6 +179,32 @@ class ManifestCache:
             if own:
                 pool.close()
         return loaded
+
+    @staticmethod
+    def _folded(outcome: list[Parsed | Unusable]) -> list[Parsed | Unusable | None]:
+        """``outcome`` with the keys of its image manifests joined into one :class:`_Folded`
+        at the first of them and None at the others."""
+        first = -1
+        keys: list[bytes] = []
+        for i, x in enumerate(outcome):
+            if type(x) is bytes:
+                keys.append(x)
+                outcome[i] = None  # type: ignore[call-overload]
+                first = i if first < 0 else first
+        if first >= 0:
+            outcome[first] = _Folded(b"".join(keys))
+        return outcome  # type: ignore[return-value]
+
+    def _keep(self, digests: list[str], outcome: list[Parsed | Unusable | None],
+              gone: AbstractSet[str] = frozenset()) -> None:
+        """Put what was read of ``digests`` in the cache; those in ``gone`` (some of
+        ``digests``) as missing."""
+        if self.fold:
+            self.marking += [x for x in outcome if type(x) is _Folded]
+            outcome = [FOLDED if x is None or type(x) is _Folded else x for x in outcome]
+        self.loaded.update(zip(digests, outcome))
+        for digest in gone:
+            self.loaded[digest] = self._load(digest, False)
 
     def get(self, digest: str) -> Parsed | Unusable:
         if digest not in self.loaded:
@@ -197,7 +247,9 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
     manifests read. With ``protect_since`` (a time), an untagged revision whose link was
     written at or after it is live too: it may be the child of an index whose push is still
     under way. Without ``full``, ``MarkResult.manifests`` holds only each manifest's
-    :class:`References`, or only its blobs' keys where it has nothing else (all a sweep needs).
+    :class:`References`, or only its blobs' keys where it has nothing else (all a sweep needs);
+    and, when every revision is live (without ``delete_untagged``), :data:`FOLDED` for an image
+    manifest of a revision, whose keys went to the mark as it was read.
 
     An inventory taken without its blob listing comes with ``list_blobs``, which makes it:
     here, while other processes read the manifests. Without ``keep_live``,
@@ -212,7 +264,9 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
         list_blobs()
         return inventory.blobs
 
-    cache = ManifestCache(store, inventory.blobs if list_blobs is None else None, jobs, full)
+    # Without -m every revision is live: the keys of what is prefetched can be marked as read.
+    cache = ManifestCache(store, inventory.blobs if list_blobs is None else None, jobs, full,
+                          fold=not full and not delete_untagged)
     cache.prefetch((d for r in inventory.repositories.values() for d in r.revisions), progress,
                    processes, listing if list_blobs is not None else None)
     # Read after any blob listing: a problem found there stops a sweep as well.
@@ -220,7 +274,7 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
     young: dict[str, set[str]] = {}
     if delete_untagged and protect_since is not None:
         young = _young_revisions(store, inventory, protect_since, jobs, processes)
-    marking: list[bytes] = []
+    marking = cache.marking
     for repo in inventory.repositories.values():
         _mark_repository(repo, cache, result, marking, delete_untagged,
                          young.get(repo.name, set()), keep_live)
