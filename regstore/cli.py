@@ -6,6 +6,7 @@ Nothing below this module prints or exits; this module is the only one that impo
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc as collector
 import json
 import re
@@ -953,6 +954,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     """Run regstore with ``argv``; return the exit code (documented in ``--help``). The
     command's large values go into ``kept`` when it is given (else they are freed here)."""
     _tune_collector()
+    _tune_allocator()
     out = out or sys.stdout
     err = err or sys.stderr
     parser = build_parser()
@@ -1018,6 +1020,26 @@ def _tune_collector() -> None:
     default thresholds the collector walks them again and again, a fifth of a dry run's CPU
     time. Young cycles (tracebacks, a client library's objects) are still collected."""
     collector.set_threshold(*COLLECTOR_THRESHOLDS)
+
+
+#: The size from which glibc's malloc gives a block a mapping of its own, held fixed by
+#: :func:`_tune_allocator` (glibc's starting value).
+MMAP_THRESHOLD = 128 * 1024
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter
+
+
+def _tune_allocator() -> None:
+    """Hold glibc's malloc to a fixed size from which a block gets a mapping of its own, freed
+    to the system when the block is. By default glibc raises that size to the largest block
+    freed so far (up to 32 MB): once a run has freed one large buffer, the next ones come from
+    the heap, where memory freed stays in the process. At a million blobs that kept the peak
+    of a gc 46 MB higher. Without glibc, nothing is done."""
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    except (ValueError, OSError, AttributeError):
+        return  # no such confstr name, or no glibc
 
 
 def _open_log(path: Path | None, err: TextIO) -> TextIO | None:

@@ -162,7 +162,11 @@ class FilesystemStore:
             chunks = []
             left = max_bytes + 1
             while left > 0:
-                want = min(left, 1 << 20)
+                # A read allocates what it asks for, then gives back what it did not fill: a
+                # first one of 64 KiB holds nearly every manifest and link, and stays below
+                # the size from which malloc maps a block of its own (regstore.cli
+                # .MMAP_THRESHOLD): 1 MiB at once cost three system calls per manifest.
+                want = min(left, 1 << 16 if not chunks else 1 << 20)
                 chunk = os.read(fd, want)
                 chunks.append(chunk)
                 left -= len(chunk)
