@@ -349,6 +349,38 @@ class Digests:
         return f"Digests({len(self)} digests)"
 
 
+class DigestsJoin:
+    """A :class:`Digests` made of sets given one after another, each lying below the next (a
+    store's blob prefixes listed in order), joined as they come: the sets of a million-blob
+    store's prefixes and their union had been 32 MB each at once. A set given out of order is
+    joined through strings at the end."""
+
+    __slots__ = ("_sha256", "_aside")
+
+    def __init__(self) -> None:
+        # Grown in place, as a block of its own past malloc's mmap threshold (see
+        # regstore.cli.MMAP_THRESHOLD): no copy of what it holds when it grows.
+        self._sha256 = bytearray()
+        self._aside: list[Digests] = []
+
+    def add(self, part: Digests) -> None:
+        if part._others or (self._sha256 and part._sha256 and
+                            part._sha256[:_RECORD] <= self._sha256[-_RECORD:]):
+            self._aside.append(part)
+        else:
+            self._sha256 += part._sha256
+
+    def done(self, more: Iterable[str] = ()) -> Digests:
+        """The union of the sets given and of the digests ``more``."""
+        # The bytearray itself, no bytes copy of it: a Digests never changes its hashes.
+        joined = Digests._made(self._sha256, ())  # type: ignore[arg-type]
+        self._sha256 = bytearray()
+        more = list(more)
+        if self._aside or more:
+            return Digests.union([joined, *self._aside], more)
+        return joined
+
+
 class DigestTuple(tuple):  # type: ignore[type-arg]
     """An immutable set of strings as their sorted tuple: ``in`` by binary search, and the
     operators of a set (``-``, ``|``, ``&``, either side, with a set or another of these),

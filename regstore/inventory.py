@@ -27,7 +27,7 @@ from itertools import repeat
 from typing import Any, Callable, Iterable
 
 from regstore import layout
-from regstore.digestsets import Digests, DigestTuple
+from regstore.digestsets import Digests, DigestsJoin, DigestTuple
 from regstore.findings import ERROR, HINT, WARNING, Finding, printable
 from regstore.pool import IOPool, PoolPerProcess, fork_map
 from regstore.store.base import DirEntry, FileEntry, Stat, Store, StoreError
@@ -684,20 +684,20 @@ def _scan_layers(store: Store, notes: _Notes, repo: Repository) -> None:
 
 def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> None:
     top = layout.BLOBS
-    # Each prefix's digests packed, joined once all are there.
-    parts: list[Digests] = []
+    # Each prefix's digests packed, joined as they come: prefixes are listed in order.
+    joined = DigestsJoin()
     found: list[str] = []  # digests of the prefixes listed entry by entry
     if store.flat_walk:
         inv.blob_stats = {}
     try:
-        algorithms = store.list_dir(top)
-        prefixes: list[tuple[str, str]] = []  # (algorithm, prefix directory)
+        algorithms = sorted(store.list_dir(top))
+        prefixes: list[tuple[str, str]] = []  # (algorithm, prefix directory), in order
         for alg in algorithms:
             if alg.kind != "dir" or alg.name not in layout.DIGEST_HEX_LENGTH:
                 inv.note(Finding("stray-entry", HINT, "unexpected entry in the blob store",
                                  key=f"{top}/{alg.name}"))
                 continue
-            for prefix in store.list_dir(f"{top}/{alg.name}"):
+            for prefix in sorted(store.list_dir(f"{top}/{alg.name}")):
                 where = f"{top}/{alg.name}/{prefix.name}"
                 if prefix.kind != "dir":
                     inv.note(Finding("stray-entry", HINT, "unexpected entry in the blob store",
@@ -722,7 +722,7 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> N
                 raise listing
             if isinstance(listing, Digests):  # blob directories only, each named by a digest
                 tick(len(listing))
-                parts.append(listing)
+                joined.add(listing)
                 continue
             entries, files = listing
             tick(len(entries))
@@ -747,7 +747,7 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> N
     finally:
         # What was listed before a failure, as a listing cut short has it: the failure
         # itself stops any sweep.
-        inv.blobs = Digests.union(parts, found)
+        inv.blobs = joined.done(found)
 
 
 def _list_prefix(store: Store, top: str, algorithm: str,

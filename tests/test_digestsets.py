@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regstore import digestsets
-from regstore.digestsets import Digests, DigestKeys, DigestTuple, pack, packed_copy
+from regstore.digestsets import Digests, DigestKeys, DigestsJoin, DigestTuple, pack, packed_copy
 
 HEX = "0123456789abcdef"
 SHA256 = st.text(HEX, min_size=64, max_size=64).map(lambda h: f"sha256:{h}")
@@ -119,6 +119,23 @@ def test_a_union_holds_every_digest_of_its_parts_once(a, b, more):
     ordered = sorted(set(a + b))
     parts = [Digests(ordered[i:i + 3]) for i in range(0, len(ordered), 3)]
     assert list(Digests.union(reversed(parts))) == ordered
+
+
+@given(MEMBERS, st.lists(SHA256 | SMALL), st.integers(1, 4), st.randoms(use_true_random=False))
+def test_a_join_of_sets_as_they_come_is_their_union_whatever_their_order(members, more, size,
+                                                                         rng):
+    ordered = sorted(set(members))
+    parts = [Digests(ordered[i:i + size]) for i in range(0, len(ordered), size)]
+    for given_parts in (parts, rng.sample(parts, len(parts))):
+        joined = DigestsJoin()
+        for part in given_parts:
+            joined.add(part)
+        made = joined.done(more)
+        assert made == Digests(members + more) and list(made) == sorted(set(members + more))
+        assert pickle.loads(pickle.dumps(made)) == made
+        assert [d in made for d in members + more] == [True] * len(members + more)
+        assert made.missing(more + ["sha256:" + "f" * 64]) == \
+            [d for d in more + ["sha256:" + "f" * 64] if d not in set(members + more)]
 
 
 @given(st.lists(st.text(HEX, min_size=64, max_size=64)),
