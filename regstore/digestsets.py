@@ -55,6 +55,12 @@ def _keys_of(digests: Iterable[str]) -> np.ndarray:
     return np.frombuffer(pack(digests), dtype=_KEY).astype(np.uint64)
 
 
+def keys_of(digests: Iterable[str]) -> list[int]:
+    """The keys of ``digests`` (valid digests) as ints, in the order given (those
+    :meth:`DigestKeys.absent_in` gives)."""
+    return _keys_of(digests).tolist()
+
+
 def _keys_in(packed: bytes | memoryview) -> np.ndarray:
     """The keys of packed sha256 hashes (the first 8 bytes of each 32) as native uint64."""
     return np.frombuffer(packed, dtype=_KEY)[::_RECORD // 8].astype(np.uint64)
@@ -82,6 +88,16 @@ class DigestKeys:
     @classmethod
     def of(cls, digests: Iterable[str]) -> DigestKeys:
         return cls([pack(digests)])
+
+    @classmethod
+    def of_digests(cls, digests: Digests) -> DigestKeys:
+        """The keys of a :class:`Digests`, without a string made."""
+        keys = digests.keys()  # its sha256 ones in order, distinct but for shared keys
+        if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
+            keys = np.unique(keys)
+        made = cls.__new__(cls)
+        made._keys = keys
+        return made
 
     def __len__(self) -> int:
         """The number of keys: of digests, but for digests that share a key."""
@@ -134,6 +150,29 @@ class DigestKeys:
                 which, start, _ = batch[part]
                 found.append((which, sets[which][start + i - starts[part]]))
         return found
+
+    def absent_in(self, sets: Sequence[DigestKeys]) -> list[tuple[int, int]]:
+        """The keys of each of ``sets`` not in this set, as (position of the set in
+        ``sets``, key as a native int), in order: one pass over the keys of all."""
+        found: list[tuple[int, int]] = []
+        start = 0
+        while start < len(sets):
+            stop, size = start, 0
+            while stop < len(sets) and (size < _CHUNK or stop == start):
+                size += len(sets[stop])
+                stop += 1
+            batch = sets[start:stop]
+            ends = list(accumulate(len(s) for s in batch))
+            keys = np.concatenate([s._keys for s in batch]) if batch else self._keys[:0]
+            for i in self._absent_keys(keys).tolist():
+                part = bisect_right(ends, i)
+                found.append((start + part, int(keys[i])))
+            start = stop
+        return found
+
+    def covers(self, other: DigestKeys) -> bool:
+        """Whether every key of ``other`` is in this set."""
+        return not len(self._absent_keys(other._keys))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DigestKeys):

@@ -27,7 +27,7 @@ from itertools import repeat
 from typing import Any, Callable, Iterable
 
 from regstore import layout
-from regstore.digestsets import Digests, DigestsJoin, DigestTuple
+from regstore.digestsets import DigestKeys, Digests, DigestsJoin, DigestTuple
 from regstore.findings import ERROR, HINT, WARNING, Finding, printable
 from regstore.pool import IOPool, PoolPerProcess, fork_map
 from regstore.store.base import DirEntry, FileEntry, Stat, Store, StoreError
@@ -70,8 +70,9 @@ class Repository:
     signatures: dict[str, set[str]] = field(default_factory=dict)
     tags: dict[str, Tag] = field(default_factory=dict)
     # The digests linked in _layers, packed (regstore.digestsets): 32 bytes a link, where a
-    # string per digest took 120 and more (1.4M links at 1M blobs).
-    layers: Digests = field(default_factory=Digests)
+    # string per digest took 120 and more (1.4M links at 1M blobs); or, in an inventory taken
+    # with link_keys, only their keys, 8 bytes a link.
+    layers: Digests | DigestKeys = field(default_factory=Digests)
     uploads: list[str] = field(default_factory=list)
     has_tags_dir: bool = False
     # link mtimes, where the listing gave them for free (see the module docstring)
@@ -94,6 +95,8 @@ class Inventory:
     # Whether ``blobs`` (and blob_stats, blob_strays) hold the blob listing yet: False from
     # take_inventory(blobs=False) until list_blobs() has run.
     blobs_listed: bool = True
+    # Whether each repository's layers are its links' keys only (DigestKeys), not Digests.
+    link_keys: bool = False
 
     def note(self, finding: Finding) -> None:
         (self.blocking if finding.severity == ERROR else self.findings).append(finding)
@@ -121,7 +124,7 @@ class _Notes:
 
 def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1,
                    processes: int = 1, tag_history: bool = True,
-                   blobs: bool = True) -> Inventory:
+                   blobs: bool = True, link_keys: bool = False) -> Inventory:
     """List every repository and blob of ``store`` into an :class:`Inventory`, in ``jobs``
     threads and, on a store that can be read from forked processes (``Store.forkable``), with
     the repositories shared among ``processes`` processes (the result does not depend on
@@ -133,8 +136,13 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
     tags held, and needs only where each tag points now. Without ``blobs`` the blob listing
     is left to :func:`list_blobs`, to be made once the repositories are listed (a gc makes it
     while other processes read the manifests).
+
+    With ``link_keys``, each repository's layer links are kept as their keys
+    (:class:`regstore.digestsets.DigestKeys`, 8 bytes a link where their exact digests take
+    32): enough for a gc, which names the links it removes from the blob listing and, for a
+    link to a blob not there, by listing the repository's links again (regstore.sweep).
     """
-    inv = Inventory(tag_history=tag_history, blobs_listed=blobs)
+    inv = Inventory(tag_history=tag_history, blobs_listed=blobs, link_keys=link_keys)
     tick = progress or (lambda n: None)
     pool, reads = IOPool(jobs, store.waits), IOPool(jobs, store.waits)
     if not store.forkable:
@@ -143,7 +151,7 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
         # Repositories first, blobs after: the registry writes a blob before any link to it,
         # so every link this listing sees has its blob in the later one, even while pushes
         # go on (listed the other way round, a manifest pushed in between looks missing).
-        _scan_repositories(store, inv, tick, pool, reads, processes, tag_history)
+        _scan_repositories(store, inv, tick, pool, reads, processes, tag_history, link_keys)
         if blobs:
             _scan_blobs(store, inv, tick, pool)
     finally:
@@ -212,7 +220,8 @@ def _list_repository_tree(store: Store, pool: IOPool) -> dict[str, list[DirEntry
 
 
 def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPool,
-                       reads: IOPool, processes: int = 1, history: bool = True) -> None:
+                       reads: IOPool, processes: int = 1, history: bool = True,
+                       link_keys: bool = False) -> None:
     listed = _list_repository_tree(store, pool)
     # The pass itself is the sequential one, on the listings made above; each repository
     # found is scanned in the pool (or, with several processes, after the pass, in them), and
@@ -225,7 +234,8 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
         if processes > 1:
             forked.append((repo, kinds))
             return None
-        return pool.submit(lambda: _scan_repository(store, repo, kinds, reads, history))
+        return pool.submit(lambda: _scan_repository(store, repo, kinds, reads, history,
+                                                    link_keys))
 
     stack: list[tuple[str, str, bool]] = [(layout.REPOSITORIES, "", True)]
     while stack:
@@ -270,7 +280,8 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
         pool.park()  # no thread of it running while processes fork
         pools = PoolPerProcess(reads.jobs, store.waits), PoolPerProcess(reads.jobs, store.waits)
         try:
-            scanned = iter(fork_map(lambda part: _scan_part(store, part, *pools, history),
+            scanned = iter(fork_map(lambda part: _scan_part(store, part, *pools, history,
+                                                            link_keys),
                                     forked, processes))
         finally:
             for each in pools:
@@ -317,18 +328,19 @@ def _unscanned(items: list[Any]) -> list[tuple[Repository, _Notes]]:
 
 def _scan_part(store: Store, part: list[tuple[Repository, dict[str, str]]],
                repositories: PoolPerProcess, reads: PoolPerProcess,
-               history: bool) -> list[tuple[Repository, _Notes]]:
+               history: bool, link_keys: bool) -> list[tuple[Repository, _Notes]]:
     """Scan a chunk of the repositories (in a process of :func:`fork_map`), with thread
     pools of this process's own: one for the repositories (on a cold disk each listing waits
     on a seek, and several repositories at once keep the disk busy), one for the tag links
     each repository reads (a pool of its own: a repository's task waits on them)."""
     reading = reads.get()
     return _Scanned(repositories.get().map(
-        lambda item: (item[0], _scan_repository(store, *item, reading, history)), part))
+        lambda item: (item[0], _scan_repository(store, *item, reading, history, link_keys)),
+        part))
 
 
 def _scan_repository(store: Store, repo: Repository, kinds: dict[str, str],
-                     reads: IOPool, history: bool = True) -> _Notes:
+                     reads: IOPool, history: bool = True, link_keys: bool = False) -> _Notes:
     notes = _Notes()
     base = layout.repository_dir(repo.name)
     if kinds.get("_manifests") == "dir":
@@ -337,6 +349,8 @@ def _scan_repository(store: Store, repo: Repository, kinds: dict[str, str],
         _scan_tags(store, notes, repo, reads, history)
     if kinds.get("_layers") == "dir":
         _scan_layers(store, notes, repo)
+    if link_keys:
+        repo.layers = DigestKeys.of_digests(repo.layers)  # type: ignore[arg-type]
     if kinds.get("_uploads") == "dir":
         try:
             repo.uploads = [e.name for e in store.list_dir(f"{base}/_uploads")]

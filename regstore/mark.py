@@ -439,9 +439,10 @@ def late_references(store: Store, inventory: Inventory, since: float,
         for repo in now.repositories.values():
             before = inventory.repositories.get(repo.name) or Repository(repo.name)
             linked = digests.intersection(repo.layers)
-            linked_before = set(before.layers) if linked else set()
             for digest in linked:
-                if digest not in linked_before or _written_since(
+                # Where the inventory kept the links' keys only, a new link sharing the key
+                # of one before is still kept if it was written since.
+                if digest not in before.layers or _written_since(
                         store, layout.layer_link(repo.name, digest), since,
                         repo.layer_mtimes.get(digest)):
                     keep.add(digest)

@@ -37,9 +37,10 @@ from datetime import datetime
 from typing import Callable, NamedTuple, Protocol
 
 from regstore import layout
+from regstore.digestsets import DigestKeys, Digests
 from regstore.inventory import Inventory, Repository
 from regstore.mark import MarkResult
-from regstore.pool import stat_many
+from regstore.pool import IOPool, stat_many
 from regstore.store.base import Stat, Store, StoreError, stat_quietly
 
 BLOB = "blob"
@@ -152,7 +153,7 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
                     TAG_INDEX, layout.tag_index_entry_dir(name, tag_name, digest), digest,
                     "tag history entry of a removed manifest", name, tag_name))
     garbage = sorted(marks.marked.missing(inventory.blobs))
-    links = _unmarked_links(inventory, marks)
+    links = _unmarked_links(store, inventory, marks, options.jobs)
     listed = inventory.blob_stats or {}
     # One stat per candidate not listed with its time (on a cold disk each waits on a seek).
     # Each key built once: for the stat and for the plan item.
@@ -208,13 +209,51 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
     return plan
 
 
-def _unmarked_links(inventory: Inventory, marks: MarkResult) -> list[tuple[str, str]]:
+def _unmarked_links(store: Store, inventory: Inventory, marks: MarkResult,
+                    jobs: int = 1) -> list[tuple[str, str]]:
     """Every layer link to a digest nothing live reaches, as (repository, digest), sorted.
-    The links of all repositories are looked up in one pass: a store has millions."""
+    The links of all repositories are looked up in one pass: a store has millions.
+
+    Where the inventory kept the links' keys only (``take_inventory(link_keys=True)``), the
+    links whose keys are not marked are named by listing their repository's links again (in
+    ``jobs`` threads): one repository in seven at a million blobs. A link that listing cannot
+    name (removed since, or unreadable now) is left where it is.
+    """
     names = sorted(inventory.repositories)
     layers = [inventory.repositories[name].layers for name in names]
-    # In order: by repository, then digest.
-    return [(names[r], digest) for r, digest in marks.marked.missing_in(layers)]
+    if not inventory.link_keys:
+        # In order: by repository, then digest.
+        return [(names[r], digest) for r, digest in
+                marks.marked.missing_in(layers)]  # type: ignore[arg-type]
+    unmarked: dict[int, set[int]] = {}
+    for r, key in marks.marked.absent_in(layers):  # type: ignore[arg-type]
+        unmarked.setdefault(r, set()).add(key)
+    pool = IOPool(jobs, store.waits)
+    try:
+        named = pool.map(lambda r: _links_with_keys(store, names[r], unmarked[r]),
+                         list(unmarked))
+    finally:
+        pool.close()
+    return [(names[r], digest) for r, found in zip(unmarked, named) for digest in sorted(found)]
+
+
+def _links_with_keys(store: Store, repo: str, keys: set[int]) -> list[str]:
+    """The digests linked in ``repo``'s ``_layers`` whose keys are among ``keys``, listed
+    now."""
+    top = layout.layers_dir(repo)
+    # A key is the hash's first 16 hex digits: the names that start so are looked at alone.
+    starts = {f"{key:016x}" for key in keys}
+    found: list[str] = []
+    try:
+        for alg in store.list_dir(top):
+            if alg.kind != "dir":
+                continue
+            found += [d for e in store.list_dir(f"{top}/{alg.name}")
+                      if e.name[:16] in starts and e.kind == "dir" and
+                      (d := layout.digest_from_parts(alg.name, e.name)) is not None]
+    except StoreError:
+        pass  # left unnamed, the links stay: the next run names them
+    return found
 
 
 def _protected(item: PlanItem, why: str) -> PlanItem:
@@ -256,6 +295,10 @@ def _emptied_repositories(inventory: Inventory, marks: MarkResult,
     """Repositories the plan leaves with no revision, tag, layer link or upload
     (distribution#2314). Nested repositories below one are not touched."""
     going = {(i.kind, i.repository, i.digest) for i in plan.items}
+    links: dict[str | None, list[str]] = {}
+    for i in plan.items:
+        if i.kind == LAYER_LINK:
+            links.setdefault(i.repository, []).append(i.digest)
     items = []
     for name in sorted(inventory.repositories):
         repo = inventory.repositories[name]
@@ -264,12 +307,20 @@ def _emptied_repositories(inventory: Inventory, marks: MarkResult,
         if any(i.repository == name and i.kind != REPOSITORY for i in plan.protected):
             continue
         if all((MANIFEST, name, d) in going for d in repo.revisions) and \
-                all((LAYER_LINK, name, d) in going for d in repo.layers) and \
+                _every_link_goes(repo, links.get(name, [])) and \
                 all((UPLOAD, name, u) in going for u in repo.uploads) and \
                 all(t.index <= marks.dead.get(name, set()) for t in repo.tags.values()):
             items.append(PlanItem(REPOSITORY, layout.repository_dir(name), "",
                                   "repository left with nothing in it", name))
     return items
+
+
+def _every_link_goes(repo: Repository, going: list[str]) -> bool:
+    """Whether the links ``going`` (digests) are all of ``repo``'s layer links."""
+    if isinstance(repo.layers, Digests):
+        return set(going).issuperset(repo.layers)
+    # Keys only (take_inventory(link_keys=True)): every key is that of a link going.
+    return DigestKeys.of(going).covers(repo.layers)
 
 
 class Remover(Protocol):

@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regstore import digestsets
-from regstore.digestsets import Digests, DigestKeys, DigestsJoin, DigestTuple, pack, packed_copy
+from regstore.digestsets import Digests, DigestKeys, DigestsJoin, DigestTuple, keys_of, pack, \
+    packed_copy
 
 HEX = "0123456789abcdef"
 SHA256 = st.text(HEX, min_size=64, max_size=64).map(lambda h: f"sha256:{h}")
@@ -172,6 +173,18 @@ def test_what_is_missing_from_many_sets_is_found_in_one_pass(sets, marked, chunk
             [(i, d) for i, p in enumerate(parts) for d in keys.missing(sorted(set(p)))]
         assert [d for p in parts for d in keys.missing(p)] == \
             [d for _, d in keys.missing_in(parts)]
+
+
+@given(st.lists(MEMBERS, max_size=6), MEMBERS, st.integers(1, 8))
+def test_keys_of_many_sets_absent_from_one_are_found_in_one_pass(sets, marked, chunk):
+    with patch.object(digestsets, "_CHUNK", chunk):
+        keyed = [DigestKeys.of_digests(Digests(members)) for members in sets]
+        assert keyed == [DigestKeys.of(members) for members in sets]
+        present = set(keys_of(marked))
+        of = DigestKeys.of(marked)
+        assert of.absent_in(keyed) == [(i, k) for i, members in enumerate(sets)
+                                       for k in sorted(set(keys_of(members))) if k not in present]
+        assert [of.covers(k) for k in keyed] == [set(keys_of(m)) <= present for m in sets]
 
 
 @given(MEMBERS, st.integers(0, 50), st.integers(0, 50))

@@ -6,15 +6,16 @@ from regstore import layout
 from regstore.inventory import take_inventory
 from regstore.mark import mark
 from regstore.store import FilesystemStore, ReadOnlyStore
-from regstore.sweep import BLOB, LAYER_LINK, MANIFEST, TAG_INDEX, apply_plan, build_plan
+from regstore.sweep import BLOB, LAYER_LINK, MANIFEST, REPOSITORY, TAG_INDEX, PlanOptions, \
+    apply_plan, build_plan
 from tests.builders import StoreBuilder, build_store, sha256
 
 
-def plan_for(root, delete_untagged=False, writable=False):
+def plan_for(root, delete_untagged=False, writable=False, link_keys=False, **options):
     store = FilesystemStore(root, writable=writable)
-    inv = take_inventory(store)
+    inv = take_inventory(store, link_keys=link_keys)
     marks = mark(store, inv, delete_untagged)
-    return store, build_plan(store, inv, marks)
+    return store, build_plan(store, inv, marks, PlanOptions(**options))
 
 
 def tree(root):
@@ -26,15 +27,47 @@ def tree(root):
     return out
 
 
-def test_plan_lists_orphans_with_sizes_and_links_to_missing_blobs(tmp_path):
+@pytest.mark.parametrize("link_keys", [False, True])
+def test_plan_lists_orphans_with_sizes_and_links_to_missing_blobs(tmp_path, link_keys):
     b, d = build_store(tmp_path, {"app": {"v1": [b"a"]}})
     orphan = b.layer("app", b"12345")  # pushed, never used by a manifest
     ghost = "sha256:" + "9" * 64
     b.link_layer("app", ghost)  # link whose blob is already gone
-    _, plan = plan_for(tmp_path)
+    _, plan = plan_for(tmp_path, link_keys=link_keys)
     assert [(i.kind, i.digest, i.size) for i in plan.of_kind(BLOB)] == [(BLOB, orphan, 5)]
     assert sorted(i.digest for i in plan.of_kind(LAYER_LINK)) == sorted([orphan, ghost])
     assert plan.blob_bytes == 5
+
+
+def test_a_plan_from_the_links_keys_only_names_the_links_an_exact_one_names(tmp_path):
+    from tests.support import copy_fixture
+
+    root = copy_fixture("mixed", tmp_path / "mixed")
+    b = StoreBuilder(root)
+    b.image("app", [b"live layer"], tag="v1")
+    # Links whose keys (the first 16 hex digits of the hash) are shared: two to missing
+    # blobs in one repository, one beside an unmarked blob of that key, one beside a live
+    # layer's key.
+    twin = "sha256:" + "1" * 16
+    b.link_layer("app", twin + "a" * 48)
+    b.link_layer("app", twin + "b" * 48)
+    orphan = b.layer("other", b"never used")
+    b.link_layer("app", orphan[:23] + "c" * 48)
+    layer = sha256(b"live layer")
+    b.link_layer("other", layer[:23] + "d" * 48)
+    b.image("gone", [b"dead"])  # an untagged manifest alone: its repository empties with -m
+    for delete_untagged in (False, True):
+        options = dict(empty_repositories=delete_untagged)
+        _, exact = plan_for(root, delete_untagged, **options)
+        _, keyed = plan_for(root, delete_untagged, link_keys=True, **options)
+        assert keyed.items == exact.items and keyed.protected == exact.protected
+        links = {(i.repository, i.digest) for i in keyed.of_kind(LAYER_LINK)}
+        assert {("app", twin + "a" * 48), ("app", twin + "b" * 48),
+                ("app", orphan[:23] + "c" * 48), ("other", orphan)} <= links
+        # a link sharing a live layer's key is kept, as the layer's blob is (regstore.digestsets)
+        assert ("other", layer[:23] + "d" * 48) not in links
+        assert [i.repository for i in keyed.of_kind(REPOSITORY)] == \
+            (["gone"] if delete_untagged else [])
 
 
 def test_untagged_manifest_goes_with_its_tag_history(tmp_path):
