@@ -430,7 +430,7 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
                 tag_history=args.delete_untagged or args.delete_empty_repos, blobs=False,
                 # The links' keys, 8 bytes a link, unless their listing keeps a string per
                 # link anyway (its times, on a store walked flat: S3).
-                link_keys=not store.flat_walk)
+                compact=not store.flat_walk)
         live_upload = _recent_upload(store, inventory, started - LIVE_UPLOAD_WINDOW)
         if live_upload and not alongside_pushes:
             message = (f"the registry wrote upload {live_upload} less than "

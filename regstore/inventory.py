@@ -24,7 +24,7 @@ import sys
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from regstore import layout
 from regstore.digestsets import DigestKeys, Digests, DigestsJoin, DigestTuple
@@ -60,6 +60,48 @@ class Tag:
         self.index.add(digest)
 
 
+class TagTable(Mapping[str, Tag]):
+    """A repository's tags as a compact inventory keeps them once listed: their names joined
+    in one string and a tuple of where each points, a :class:`Tag` made anew at each access;
+    only a tag with more to say (a history, an invalid name, an unusable link) kept whole.
+    A tag object, its name and its place in a dict took 170 bytes, 22 MB for the 128k tags of
+    a million-blob store; here about 30. Read-only: the tags are listed into a dict first."""
+
+    __slots__ = ("_names", "_currents", "_whole")
+
+    def __init__(self, tags: dict[str, Tag]) -> None:
+        # "/" is in no name: each is a directory's (or, on S3, a key's part between two)
+        self._names = "/".join(tags)
+        self._currents = tuple(t.current for t in tags.values())
+        self._whole = {name: t for name, t in tags.items()
+                       if t.index or not t.valid_name or t.bad_link} or None
+
+    def _tags(self) -> list[Tag]:
+        if not self._currents:
+            return []
+        whole = self._whole or {}
+        return [whole.get(name) or Tag(name, current)
+                for name, current in zip(self._names.split("/"), self._currents)]
+
+    def values(self) -> list[Tag]:  # type: ignore[override]
+        return self._tags()
+
+    def items(self) -> list[tuple[str, Tag]]:  # type: ignore[override]
+        return [(t.name, t) for t in self._tags()]
+
+    def __getitem__(self, name: str) -> Tag:
+        for tag in self._tags():
+            if tag.name == name:
+                return tag
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([t.name for t in self._tags()])
+
+    def __len__(self) -> int:
+        return len(self._currents)
+
+
 @dataclass(slots=True)
 class Repository:
     name: str
@@ -68,10 +110,10 @@ class Repository:
     revisions: set[str] | DigestTuple = field(default_factory=set)
     # revision -> signature blobs linked under it (stores first written by registry 2.0-2.4)
     signatures: dict[str, set[str]] = field(default_factory=dict)
-    tags: dict[str, Tag] = field(default_factory=dict)
+    tags: dict[str, Tag] | TagTable = field(default_factory=dict)  # a table once compacted
     # The digests linked in _layers, packed (regstore.digestsets): 32 bytes a link, where a
-    # string per digest took 120 and more (1.4M links at 1M blobs); or, in an inventory taken
-    # with link_keys, only their keys, 8 bytes a link.
+    # string per digest took 120 and more (1.4M links at 1M blobs); or, in a compact
+    # inventory, only their keys, 8 bytes a link.
     layers: Digests | DigestKeys = field(default_factory=Digests)
     uploads: list[str] = field(default_factory=list)
     has_tags_dir: bool = False
@@ -95,8 +137,9 @@ class Inventory:
     # Whether ``blobs`` (and blob_stats, blob_strays) hold the blob listing yet: False from
     # take_inventory(blobs=False) until list_blobs() has run.
     blobs_listed: bool = True
-    # Whether each repository's layers are its links' keys only (DigestKeys), not Digests.
-    link_keys: bool = False
+    # Whether each repository's layers are its links' keys only (DigestKeys), not Digests,
+    # and its tags a TagTable (take_inventory(compact=True)).
+    compact: bool = False
 
     def note(self, finding: Finding) -> None:
         (self.blocking if finding.severity == ERROR else self.findings).append(finding)
@@ -124,7 +167,7 @@ class _Notes:
 
 def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1,
                    processes: int = 1, tag_history: bool = True,
-                   blobs: bool = True, link_keys: bool = False) -> Inventory:
+                   blobs: bool = True, compact: bool = False) -> Inventory:
     """List every repository and blob of ``store`` into an :class:`Inventory`, in ``jobs``
     threads and, on a store that can be read from forked processes (``Store.forkable``), with
     the repositories shared among ``processes`` processes (the result does not depend on
@@ -137,12 +180,12 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
     is left to :func:`list_blobs`, to be made once the repositories are listed (a gc makes it
     while other processes read the manifests).
 
-    With ``link_keys``, each repository's layer links are kept as their keys
-    (:class:`regstore.digestsets.DigestKeys`, 8 bytes a link where their exact digests take
-    32): enough for a gc, which names the links it removes from the blob listing and, for a
-    link to a blob not there, by listing the repository's links again (regstore.sweep).
+    With ``compact``, what a gc needs is kept in less memory, read-only: each repository's
+    layer links as their keys (:class:`regstore.digestsets.DigestKeys`, 8 bytes a link where
+    their exact digests take 32; a gc names the links it removes by listing their repository
+    again, regstore.sweep) and its tags as a :class:`TagTable`.
     """
-    inv = Inventory(tag_history=tag_history, blobs_listed=blobs, link_keys=link_keys)
+    inv = Inventory(tag_history=tag_history, blobs_listed=blobs, compact=compact)
     tick = progress or (lambda n: None)
     pool, reads = IOPool(jobs, store.waits), IOPool(jobs, store.waits)
     if not store.forkable:
@@ -151,7 +194,7 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
         # Repositories first, blobs after: the registry writes a blob before any link to it,
         # so every link this listing sees has its blob in the later one, even while pushes
         # go on (listed the other way round, a manifest pushed in between looks missing).
-        _scan_repositories(store, inv, tick, pool, reads, processes, tag_history, link_keys)
+        _scan_repositories(store, inv, tick, pool, reads, processes, tag_history, compact)
         if blobs:
             _scan_blobs(store, inv, tick, pool)
     finally:
@@ -221,7 +264,7 @@ def _list_repository_tree(store: Store, pool: IOPool) -> dict[str, list[DirEntry
 
 def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPool,
                        reads: IOPool, processes: int = 1, history: bool = True,
-                       link_keys: bool = False) -> None:
+                       compact: bool = False) -> None:
     listed = _list_repository_tree(store, pool)
     # The pass itself is the sequential one, on the listings made above; each repository
     # found is scanned in the pool (or, with several processes, after the pass, in them), and
@@ -235,7 +278,7 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
             forked.append((repo, kinds))
             return None
         return pool.submit(lambda: _scan_repository(store, repo, kinds, reads, history,
-                                                    link_keys))
+                                                    compact))
 
     stack: list[tuple[str, str, bool]] = [(layout.REPOSITORIES, "", True)]
     while stack:
@@ -281,7 +324,7 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
         pools = PoolPerProcess(reads.jobs, store.waits), PoolPerProcess(reads.jobs, store.waits)
         try:
             scanned = iter(fork_map(lambda part: _scan_part(store, part, *pools, history,
-                                                            link_keys),
+                                                            compact),
                                     forked, processes))
         finally:
             for each in pools:
@@ -312,35 +355,41 @@ class _Scanned(list):  # type: ignore[type-arg]
             (r.name, tuple(r.revisions), r.signatures, r.layers, r.uploads, r.has_tags_dir,
              r.layer_mtimes, r.revision_mtimes,
              [(t.name, t.current, t.index, t.valid_name, t.bad_link)
-              for t in r.tags.values()]), notes) for r, notes in self],))
+              for t in r.tags.values()], isinstance(r.tags, TagTable)), notes)
+            for r, notes in self],))
 
 
 def _unscanned(items: list[Any]) -> list[tuple[Repository, _Notes]]:
     intern = sys.intern
-    return [(Repository(name, DigestTuple(map(intern, revisions)), signatures, {
-        t: Tag(t, current and intern(current),
-               set(map(intern, index)) if index else index, valid, bad)
-        for t, current, index, valid, bad in tags}, layers, uploads,
-        has_tags_dir, layer_mtimes, revision_mtimes), notes)
-        for (name, revisions, signatures, layers, uploads, has_tags_dir, layer_mtimes,
-             revision_mtimes, tags), notes in items]
+
+    def tags_of(tags: list[tuple[Any, ...]], table: bool) -> dict[str, Tag] | TagTable:
+        made = {t: Tag(t, current and intern(current),
+                       set(map(intern, index)) if index else index, valid, bad)
+                for t, current, index, valid, bad in tags}
+        return TagTable(made) if table else made
+
+    return [(Repository(name, DigestTuple(map(intern, revisions)), signatures,
+                        tags_of(tags, table), layers, uploads, has_tags_dir, layer_mtimes,
+                        revision_mtimes), notes)
+            for (name, revisions, signatures, layers, uploads, has_tags_dir, layer_mtimes,
+                 revision_mtimes, tags, table), notes in items]
 
 
 def _scan_part(store: Store, part: list[tuple[Repository, dict[str, str]]],
                repositories: PoolPerProcess, reads: PoolPerProcess,
-               history: bool, link_keys: bool) -> list[tuple[Repository, _Notes]]:
+               history: bool, compact: bool) -> list[tuple[Repository, _Notes]]:
     """Scan a chunk of the repositories (in a process of :func:`fork_map`), with thread
     pools of this process's own: one for the repositories (on a cold disk each listing waits
     on a seek, and several repositories at once keep the disk busy), one for the tag links
     each repository reads (a pool of its own: a repository's task waits on them)."""
     reading = reads.get()
     return _Scanned(repositories.get().map(
-        lambda item: (item[0], _scan_repository(store, *item, reading, history, link_keys)),
+        lambda item: (item[0], _scan_repository(store, *item, reading, history, compact)),
         part))
 
 
 def _scan_repository(store: Store, repo: Repository, kinds: dict[str, str],
-                     reads: IOPool, history: bool = True, link_keys: bool = False) -> _Notes:
+                     reads: IOPool, history: bool = True, compact: bool = False) -> _Notes:
     notes = _Notes()
     base = layout.repository_dir(repo.name)
     if kinds.get("_manifests") == "dir":
@@ -349,8 +398,9 @@ def _scan_repository(store: Store, repo: Repository, kinds: dict[str, str],
         _scan_tags(store, notes, repo, reads, history)
     if kinds.get("_layers") == "dir":
         _scan_layers(store, notes, repo)
-    if link_keys:
+    if compact:
         repo.layers = DigestKeys.of_digests(repo.layers)  # type: ignore[arg-type]
+        repo.tags = TagTable(repo.tags)  # type: ignore[arg-type]
     if kinds.get("_uploads") == "dir":
         try:
             repo.uploads = [e.name for e in store.list_dir(f"{base}/_uploads")]

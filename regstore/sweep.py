@@ -214,14 +214,14 @@ def _unmarked_links(store: Store, inventory: Inventory, marks: MarkResult,
     """Every layer link to a digest nothing live reaches, as (repository, digest), sorted.
     The links of all repositories are looked up in one pass: a store has millions.
 
-    Where the inventory kept the links' keys only (``take_inventory(link_keys=True)``), the
+    Where the inventory kept the links' keys only (``take_inventory(compact=True)``), the
     links whose keys are not marked are named by listing their repository's links again (in
     ``jobs`` threads): one repository in seven at a million blobs. A link that listing cannot
     name (removed since, or unreadable now) is left where it is.
     """
     names = sorted(inventory.repositories)
     layers = [inventory.repositories[name].layers for name in names]
-    if not inventory.link_keys:
+    if not inventory.compact:
         # In order: by repository, then digest.
         return [(names[r], digest) for r, digest in
                 marks.marked.missing_in(layers)]  # type: ignore[arg-type]
@@ -319,7 +319,7 @@ def _every_link_goes(repo: Repository, going: list[str]) -> bool:
     """Whether the links ``going`` (digests) are all of ``repo``'s layer links."""
     if isinstance(repo.layers, Digests):
         return set(going).issuperset(repo.layers)
-    # Keys only (take_inventory(link_keys=True)): every key is that of a link going.
+    # Keys only (take_inventory(compact=True)): every key is that of a link going.
     return DigestKeys.of(going).covers(repo.layers)
 
 

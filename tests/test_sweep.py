@@ -3,7 +3,7 @@ import os
 import pytest
 
 from regstore import layout
-from regstore.inventory import take_inventory
+from regstore.inventory import TagTable, take_inventory
 from regstore.mark import mark
 from regstore.store import FilesystemStore, ReadOnlyStore
 from regstore.sweep import BLOB, LAYER_LINK, MANIFEST, REPOSITORY, TAG_INDEX, PlanOptions, \
@@ -11,9 +11,9 @@ from regstore.sweep import BLOB, LAYER_LINK, MANIFEST, REPOSITORY, TAG_INDEX, Pl
 from tests.builders import StoreBuilder, build_store, sha256
 
 
-def plan_for(root, delete_untagged=False, writable=False, link_keys=False, **options):
+def plan_for(root, delete_untagged=False, writable=False, compact=False, **options):
     store = FilesystemStore(root, writable=writable)
-    inv = take_inventory(store, link_keys=link_keys)
+    inv = take_inventory(store, compact=compact)  # compact: as a gc takes it
     marks = mark(store, inv, delete_untagged)
     return store, build_plan(store, inv, marks, PlanOptions(**options))
 
@@ -27,19 +27,19 @@ def tree(root):
     return out
 
 
-@pytest.mark.parametrize("link_keys", [False, True])
-def test_plan_lists_orphans_with_sizes_and_links_to_missing_blobs(tmp_path, link_keys):
+@pytest.mark.parametrize("compact", [False, True])
+def test_plan_lists_orphans_with_sizes_and_links_to_missing_blobs(tmp_path, compact):
     b, d = build_store(tmp_path, {"app": {"v1": [b"a"]}})
     orphan = b.layer("app", b"12345")  # pushed, never used by a manifest
     ghost = "sha256:" + "9" * 64
     b.link_layer("app", ghost)  # link whose blob is already gone
-    _, plan = plan_for(tmp_path, link_keys=link_keys)
+    _, plan = plan_for(tmp_path, compact=compact)
     assert [(i.kind, i.digest, i.size) for i in plan.of_kind(BLOB)] == [(BLOB, orphan, 5)]
     assert sorted(i.digest for i in plan.of_kind(LAYER_LINK)) == sorted([orphan, ghost])
     assert plan.blob_bytes == 5
 
 
-def test_a_plan_from_the_links_keys_only_names_the_links_an_exact_one_names(tmp_path):
+def test_a_compact_inventory_marks_and_plans_what_a_whole_one_does(tmp_path):
     from tests.support import copy_fixture
 
     root = copy_fixture("mixed", tmp_path / "mixed")
@@ -56,10 +56,27 @@ def test_a_plan_from_the_links_keys_only_names_the_links_an_exact_one_names(tmp_
     layer = sha256(b"live layer")
     b.link_layer("other", layer[:23] + "d" * 48)
     b.image("gone", [b"dead"])  # an untagged manifest alone: its repository empties with -m
+    # Tags a compact inventory keeps whole: an unusable link, an invalid name; and one
+    # pointing at nothing.
+    old = b.image("app", [b"old"], tag="broken")
+    b._write(layout.tag_current_link("app", "broken"), b"not a digest")
+    b.tag("app", "fine", old)
+    tags = b.path(layout.tags_dir("app"))
+    os.rename(tags / "fine", tags / "bad@tag")
+    b.tag("other", "dangling", "sha256:" + "e" * 64)
     for delete_untagged in (False, True):
-        options = dict(empty_repositories=delete_untagged)
-        _, exact = plan_for(root, delete_untagged, **options)
-        _, keyed = plan_for(root, delete_untagged, link_keys=True, **options)
+        store = FilesystemStore(root)
+        whole = take_inventory(store, tag_history=True)
+        compact = take_inventory(store, tag_history=True, compact=True, processes=2)
+        assert all(isinstance(r.tags, TagTable) for r in compact.repositories.values())
+        assert {n: sorted(r.tags.items()) for n, r in compact.repositories.items()} == \
+            {n: sorted(r.tags.items()) for n, r in whole.repositories.items()}
+        one, other = (mark(store, inv, delete_untagged) for inv in (whole, compact))
+        assert (other.marked, other.dead, other.problems) == (one.marked, one.dead, one.problems)
+        assert {p.kind for p in one.problems} >= {"dangling-tag"}
+        options = PlanOptions(empty_repositories=delete_untagged)
+        exact, keyed = (build_plan(store, inv, marks, options)
+                        for inv, marks in ((whole, one), (compact, other)))
         assert keyed.items == exact.items and keyed.protected == exact.protected
         links = {(i.repository, i.digest) for i in keyed.of_kind(LAYER_LINK)}
         assert {("app", twin + "a" * 48), ("app", twin + "b" * 48),
@@ -68,6 +85,7 @@ def test_a_plan_from_the_links_keys_only_names_the_links_an_exact_one_names(tmp_
         assert ("other", layer[:23] + "d" * 48) not in links
         assert [i.repository for i in keyed.of_kind(REPOSITORY)] == \
             (["gone"] if delete_untagged else [])
+    assert old in one.marked  # the unusable tag's history is kept
 
 
 def test_untagged_manifest_goes_with_its_tag_history(tmp_path):

@@ -1,0 +1,31 @@
+import pickle
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from regstore.inventory import Tag, TagTable
+
+NAMES = st.text(st.characters(blacklist_characters="/", blacklist_categories=("Cs",)),
+                min_size=1, max_size=12)
+DIGESTS = st.sampled_from([None] + [f"sha256:{c * 64}" for c in "0123"])
+TAGS = st.dictionaries(NAMES, st.tuples(DIGESTS, st.frozensets(DIGESTS.filter(bool)),
+                                        st.booleans(), st.booleans()), max_size=8)
+
+
+@given(TAGS)
+def test_a_tag_table_answers_as_the_dict_of_tags_it_was_made_from(spec):
+    tags = {name: Tag(name, current, set(index) if index else frozenset(), valid, bad)
+            for name, (current, index, valid, bad) in spec.items()}
+    table = TagTable(tags)
+    assert table.values() == list(tags.values()) and table.items() == list(tags.items())
+    assert list(table) == list(tags) and len(table) == len(tags)
+    assert all(table[name] == tag and table.get(name) == tag for name, tag in tags.items())
+    assert "/" not in tags and table.get("/") is None
+    with pytest.raises(KeyError):
+        table["/"]
+    # Tags with only a name and a target are made anew; the others are kept whole.
+    assert all((table[n] is t) == bool(t.index or not t.valid_name or t.bad_link)
+               for n, t in tags.items())
+    again = pickle.loads(pickle.dumps(table))
+    assert again.items() == table.items()
