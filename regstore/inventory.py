@@ -65,7 +65,7 @@ class TagTable(Mapping[str, Tag]):
     in one string and a tuple of where each points, a :class:`Tag` made anew at each access;
     only a tag with more to say (a history, an invalid name, an unusable link) kept whole.
     A tag object, its name and its place in a dict took 170 bytes, 22 MB for the 128k tags of
-    a million-blob store; here about 30. Read-only: the tags are listed into a dict first."""
+    a million-blob store; here about 40. Read-only: the tags are listed into a dict first."""
 
     __slots__ = ("_names", "_currents", "_whole")
 
