@@ -55,12 +55,6 @@ def _keys_of(digests: Iterable[str]) -> np.ndarray:
     return np.frombuffer(pack(digests), dtype=_KEY).astype(np.uint64)
 
 
-def keys_of(digests: Iterable[str]) -> list[int]:
-    """The keys of ``digests`` (valid digests) as ints, in the order given (those
-    :meth:`DigestKeys.absent_in` gives)."""
-    return _keys_of(digests).tolist()
-
-
 def _keys_in(packed: bytes | memoryview) -> np.ndarray:
     """The keys of packed sha256 hashes (the first 8 bytes of each 32) as native uint64."""
     return np.frombuffer(packed, dtype=_KEY)[::_RECORD // 8].astype(np.uint64)
@@ -155,20 +149,19 @@ class DigestKeys:
         """The keys of each of ``sets`` not in this set, as (position of the set in
         ``sets``, key as a native int), in order: one pass over the keys of all."""
         found: list[tuple[int, int]] = []
-        start = 0
-        while start < len(sets):
-            stop, size = start, 0
-            while stop < len(sets) and (size < _CHUNK or stop == start):
-                size += len(sets[stop])
-                stop += 1
-            batch = sets[start:stop]
-            ends = list(accumulate(len(s) for s in batch))
-            keys = np.concatenate([s._keys for s in batch]) if batch else self._keys[:0]
+        for batch in _batches(sets):
+            starts = [0, *accumulate(stop - start for _, start, stop in batch)]
+            keys = np.concatenate([sets[which]._keys[start:stop] for which, start, stop in batch])
             for i in self._absent_keys(keys).tolist():
-                part = bisect_right(ends, i)
-                found.append((start + part, int(keys[i])))
-            start = stop
+                found.append((batch[bisect_right(starts, i) - 1][0], int(keys[i])))
         return found
+
+    @staticmethod
+    def hashes_with_keys(hashes: Iterable[str], keys: AbstractSet[int]) -> list[str]:
+        """Those of ``hashes`` (a digest's part after the algorithm, as a directory names it)
+        whose key is among ``keys``: the hashes that start with a key's hex digits."""
+        starts = {f"{key:0{_KEY_HEX}x}" for key in keys}
+        return [h for h in hashes if h[:_KEY_HEX] in starts]
 
     def covers(self, other: DigestKeys) -> bool:
         """Whether every key of ``other`` is in this set."""
@@ -241,7 +234,7 @@ def _keep_first(keys: np.ndarray) -> int:
     return kept
 
 
-def _batches(sets: Sequence[Digests]) -> Iterator[list[tuple[int, int, int]]]:
+def _batches(sets: Sequence[Digests | DigestKeys]) -> Iterator[list[tuple[int, int, int]]]:
     """``sets`` cut into batches of about :data:`_CHUNK` digests, each a list of (position
     of a set, start, stop): consecutive, in order, a set larger than a batch in parts."""
     batch: list[tuple[int, int, int]] = []

@@ -241,16 +241,14 @@ def _links_with_keys(store: Store, repo: str, keys: set[int]) -> list[str]:
     """The digests linked in ``repo``'s ``_layers`` whose keys are among ``keys``, listed
     now."""
     top = layout.layers_dir(repo)
-    # A key is the hash's first 16 hex digits: the names that start so are looked at alone.
-    starts = {f"{key:016x}" for key in keys}
     found: list[str] = []
     try:
         for alg in store.list_dir(top):
             if alg.kind != "dir":
                 continue
-            found += [d for e in store.list_dir(f"{top}/{alg.name}")
-                      if e.name[:16] in starts and e.kind == "dir" and
-                      (d := layout.digest_from_parts(alg.name, e.name)) is not None]
+            links = [e.name for e in store.list_dir(f"{top}/{alg.name}") if e.kind == "dir"]
+            found += [d for name in DigestKeys.hashes_with_keys(links, keys)
+                      if (d := layout.digest_from_parts(alg.name, name)) is not None]
     except StoreError:
         pass  # left unnamed, the links stay: the next run names them
     return found

@@ -7,8 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regstore import digestsets
-from regstore.digestsets import Digests, DigestKeys, DigestsJoin, DigestTuple, keys_of, pack, \
-    packed_copy
+from regstore.digestsets import Digests, DigestKeys, DigestsJoin, DigestTuple, pack, packed_copy
 
 HEX = "0123456789abcdef"
 SHA256 = st.text(HEX, min_size=64, max_size=64).map(lambda h: f"sha256:{h}")
@@ -180,11 +179,17 @@ def test_keys_of_many_sets_absent_from_one_are_found_in_one_pass(sets, marked, c
     with patch.object(digestsets, "_CHUNK", chunk):
         keyed = [DigestKeys.of_digests(Digests(members)) for members in sets]
         assert keyed == [DigestKeys.of(members) for members in sets]
-        present = set(keys_of(marked))
+        def keys_of(digests):
+            return {int(key(d), 16) for d in digests}
+
+        present = keys_of(marked)
         of = DigestKeys.of(marked)
         assert of.absent_in(keyed) == [(i, k) for i, members in enumerate(sets)
-                                       for k in sorted(set(keys_of(members))) if k not in present]
-        assert [of.covers(k) for k in keyed] == [set(keys_of(m)) <= present for m in sets]
+                                       for k in sorted(keys_of(members)) if k not in present]
+        assert [of.covers(k) for k in keyed] == [keys_of(m) <= present for m in sets]
+        hashes, wanted = [d.split(":")[1] for d in marked], keys_of(marked[::2])
+        assert DigestKeys.hashes_with_keys(hashes, wanted) == \
+            [h for h, d in zip(hashes, marked) if int(key(d), 16) in wanted]
 
 
 @given(MEMBERS, st.integers(0, 50), st.integers(0, 50))
