@@ -101,6 +101,32 @@ class TagTable(Mapping[str, Tag]):
     def __len__(self) -> int:
         return len(self._currents)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # To another process as it is held (a forked scan's), not as a tag object each.
+        return (_table, (self._names, self._currents, [_tag_fields(t) for t in
+                                                       (self._whole or {}).values()]))
+
+
+def _tag_fields(tag: Tag) -> tuple[Any, ...]:
+    return tag.name, tag.current, tag.index, tag.valid_name, tag.bad_link
+
+
+def _arrived(name: str, current: str | None, index: set[str] | frozenset[str], valid: bool,
+             bad: bool) -> Tag:
+    """A tag from another process, its digests the interpreter's shared strings again."""
+    intern = sys.intern
+    return Tag(name, current and intern(current), set(map(intern, index)) if index else index,
+               valid, bad)
+
+
+def _table(names: str, currents: tuple[str | None, ...],
+           whole: list[tuple[Any, ...]]) -> TagTable:
+    table = TagTable.__new__(TagTable)
+    table._names = names
+    table._currents = tuple([current and sys.intern(current) for current in currents])
+    table._whole = {fields[0]: _arrived(*fields) for fields in whole} or None
+    return table
+
 
 @dataclass(slots=True)
 class Repository:
@@ -346,7 +372,8 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
 class _Scanned(list):  # type: ignore[type-arg]
     """The (repository, notes) pairs of a chunk scanned in another process, sent back as
     plain tuples and made again by one function: the default pickling of each repository and
-    tag (a dataclass with slots) was slower than the strings they hold. On arrival, their
+    tag (a dataclass with slots) was slower than the strings they hold (a compact inventory's
+    tags go as their :class:`TagTable`, which pickles as it is held). On arrival, their
     digests are made the interpreter's shared strings again: one that comes back from
     another process holds copies, 120 bytes each, of what the blob listing holds."""
 
@@ -354,25 +381,19 @@ class _Scanned(list):  # type: ignore[type-arg]
         return (_unscanned, ([(
             (r.name, tuple(r.revisions), r.signatures, r.layers, r.uploads, r.has_tags_dir,
              r.layer_mtimes, r.revision_mtimes,
-             [(t.name, t.current, t.index, t.valid_name, t.bad_link)
-              for t in r.tags.values()], isinstance(r.tags, TagTable)), notes)
+             r.tags if isinstance(r.tags, TagTable) else
+             [_tag_fields(t) for t in r.tags.values()]), notes)
             for r, notes in self],))
 
 
 def _unscanned(items: list[Any]) -> list[tuple[Repository, _Notes]]:
     intern = sys.intern
-
-    def tags_of(tags: list[tuple[Any, ...]], table: bool) -> dict[str, Tag] | TagTable:
-        made = {t: Tag(t, current and intern(current),
-                       set(map(intern, index)) if index else index, valid, bad)
-                for t, current, index, valid, bad in tags}
-        return TagTable(made) if table else made
-
     return [(Repository(name, DigestTuple(map(intern, revisions)), signatures,
-                        tags_of(tags, table), layers, uploads, has_tags_dir, layer_mtimes,
-                        revision_mtimes), notes)
+                        tags if isinstance(tags, TagTable) else
+                        {fields[0]: _arrived(*fields) for fields in tags},
+                        layers, uploads, has_tags_dir, layer_mtimes, revision_mtimes), notes)
             for (name, revisions, signatures, layers, uploads, has_tags_dir, layer_mtimes,
-                 revision_mtimes, tags, table), notes in items]
+                 revision_mtimes, tags), notes in items]
 
 
 def _scan_part(store: Store, part: list[tuple[Repository, dict[str, str]]],

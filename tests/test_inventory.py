@@ -1,4 +1,5 @@
 import pickle
+import sys
 
 import pytest
 from hypothesis import given
@@ -29,3 +30,13 @@ def test_a_tag_table_answers_as_the_dict_of_tags_it_was_made_from(spec):
                for n, t in tags.items())
     again = pickle.loads(pickle.dumps(table))
     assert again.items() == table.items()
+    # Come from another process (copies of the digests), its digests are the interpreter's
+    # shared strings again.
+    shared = {name: (tag.current and sys.intern(tag.current), set(map(sys.intern, tag.index)))
+              for name, tag in tags.items()}
+    copies = pickle.loads(pickle.dumps(TagTable({
+        name: Tag(name, tag.current and "".join(tag.current), {"".join(d) for d in tag.index},
+                  tag.valid_name, tag.bad_link) for name, tag in tags.items()})))
+    assert copies.items() == table.items()
+    assert all(t.current is shared[t.name][0] for t in copies.values())
+    assert all(any(d is s for s in shared[t.name][1]) for t in copies.values() for d in t.index)
