@@ -305,7 +305,12 @@ def test_listing_marking_and_planning_in_threads_give_what_inline_work_gives(tmp
     from regstore.sweep import PlanOptions, build_plan
     from tests.support import copy_fixture
 
-    store = FilesystemStore(copy_fixture("mixed", tmp_path / "mixed"))
+    root = copy_fixture("mixed", tmp_path / "mixed")
+    # The copy keeps the fixture's times, which a checkout made a minute ago has: aged, so
+    # that the grace period below protects nothing but what is written meanwhile.
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (time.time() - 3600, time.time() - 3600), follow_symlinks=False)
+    store = FilesystemStore(root)
     options = PlanOptions(protect_since=time.time() - 60, uploads_before=time.time(),
                           empty_repositories=True, jobs=4)
 
