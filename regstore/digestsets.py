@@ -66,13 +66,17 @@ class DigestKeys:
 
     __slots__ = ("_keys",)
 
-    def __init__(self, packed: Iterable[bytes] = ()) -> None:
-        """The set of every key in ``packed``: chunks as :func:`pack` makes them."""
+    def __init__(self, packed: Iterable[bytes] = (), consume: bool = False) -> None:
+        """The set of every key in ``packed``: chunks as :func:`pack` makes them. With
+        ``consume``, ``packed`` is a list this set may empty: each chunk is let go once its
+        keys are in."""
         # One array, filled with the keys as packed, turned into native numbers, sorted and
         # each key kept once where it lies, then cut to them: np.unique took nine times as
         # long (1.7M keys: 0.9 s against 0.1), and every copy of the keys made here is a
-        # peak of the whole gc (a million-blob store's mark: 13 MB of keys in 250k chunks).
-        keys = _joined(packed if isinstance(packed, list) else list(packed))
+        # peak of the whole gc (a million-blob store's mark: 14 MB of keys in 50k chunks,
+        # which a gc lets go as they are joined: see _joined).
+        chunks = packed if isinstance(packed, list) else list(packed)
+        keys = _joined(chunks, consume or chunks is not packed)
         if _KEY != np.dtype(np.uint64):
             keys.byteswap(inplace=True)
         keys.sort()
@@ -205,18 +209,44 @@ def _sha256_digests(hashes: bytes | bytearray) -> list[str]:
     return [_SHA256 + text[i:i + 2 * _RECORD] for i in range(0, len(text), 2 * _RECORD)]
 
 
-def _joined(chunks: list[bytes]) -> np.ndarray:
+def _joined(chunks: list[bytes], consume: bool = False) -> np.ndarray:
     """The keys packed in ``chunks``, end to end, as they are packed (big-endian) in an array
-    of native uint64, joined a group at a time: a join of all at once holds a buffer
-    description (80 bytes) per chunk while it runs, more than the keys of a mark's chunks."""
+    of native uint64: small chunks joined a group at a time (a join of all at once holds a
+    buffer description, 80 bytes, per chunk while it runs, more than the keys of a mark's
+    chunks), large ones copied as they are. With ``consume``, each chunk's place in the list
+    is emptied once it is copied: a large chunk, a mapping of its own (see
+    regstore.cli.MMAP_THRESHOLD), goes back to the system as the array's pages fill, and the
+    keys are not held twice."""
     joined = np.empty(sum(map(len, chunks)) // _KEY.itemsize, dtype=np.uint64)
     with memoryview(joined).cast("B") as into:
         at = 0
-        for start in range(0, len(chunks), _GROUP):
-            group = b"".join(chunks[start:start + _GROUP])
+        small: list[bytes] = []
+
+        def flush() -> None:
+            nonlocal at
+            group = b"".join(small)
             into[at:at + len(group)] = group
             at += len(group)
+            small.clear()
+
+        for i, chunk in enumerate(chunks):
+            if len(chunk) < _LARGE_CHUNK:
+                small.append(chunk)
+                if len(small) >= _GROUP:
+                    flush()
+            else:
+                flush()
+                into[at:at + len(chunk)] = chunk
+                at += len(chunk)
+            if consume:
+                chunks[i] = b""
+        flush()
+    if consume:
+        chunks.clear()
     return joined
+
+
+_LARGE_CHUNK = 1 << 16  # bytes: a chunk of keys copied by itself, not joined with others
 
 
 def _keep_first(keys: np.ndarray) -> int:
@@ -289,6 +319,28 @@ class Digests:
         return cls(chain(chain.from_iterable(parts), more))
 
     @classmethod
+    def merged(cls, parts: Iterable[Digests | Iterable[str]]) -> Digests:
+        """The union of ``parts``, in any order and overlapping: each a :class:`Digests`
+        (joined without a string made) or digests."""
+        packed: list[bytes] = []
+        others: set[str] = set()
+        loose: list[str] = []
+        for part in parts:
+            if isinstance(part, Digests):
+                packed.append(part._sha256)
+                others.update(part._others)
+            else:
+                loose += part
+        if loose:
+            more = cls(loose)
+            packed.append(more._sha256)
+            others.update(more._others)
+        # Sorted and each kept once as 32-byte records, compared byte by byte: the order of
+        # their hex, as the set keeps it.
+        records = np.unique(np.frombuffer(b"".join(packed), dtype=f"V{_RECORD}"))
+        return cls._made(records.tobytes(), tuple(sorted(others)))
+
+    @classmethod
     def _made(cls, sha256: bytes, others: tuple[str, ...]) -> Digests:
         made = cls.__new__(cls)
         made._sha256, made._others = sha256, others
@@ -323,6 +375,36 @@ class Digests:
             return digest in self._others
         # Only the canonical spelling is a member: fromhex would read "AB" as "ab".
         return is_digest(digest) and self._position(bytes.fromhex(digest[_HASH_AT:])) is not None
+
+    def strings(self, start: int, stop: int) -> list[str]:
+        """The digests from position ``start`` to ``stop``, in sorted order, as new strings."""
+        n = len(self._sha256) // _RECORD
+        made = _sha256_digests(self._sha256[min(start, n) * _RECORD:min(stop, n) * _RECORD])
+        return made + list(self._others[max(start - n, 0):max(stop - n, 0)])
+
+    @property
+    def others(self) -> tuple[str, ...]:
+        """The digests of algorithms other than sha256, in order."""
+        return self._others
+
+    def starting(self, text: str) -> list[str]:
+        """The digests that start with ``text`` (say ``sha256:ab``, the blobs of a prefix
+        directory), in order: those of a sha256 prefix found by a binary search of the
+        packed hashes, no string made of the others."""
+        hexes = text[_HASH_AT:_HASH_AT + 2]
+        if not text.startswith(_SHA256) or len(hexes) < 2 or not _canonical_hex(hexes):
+            return [d for d in self if d.startswith(text)]
+        first = bytes.fromhex(hexes)
+        n = len(self._sha256) // _RECORD
+        records = range(n)
+        lo = bisect_left(records, first, key=lambda j: self._sha256[j * _RECORD:j * _RECORD + 1])
+        hi = bisect_right(records, first, key=lambda j: self._sha256[j * _RECORD:j * _RECORD + 1])
+        return [d for d in self.strings(lo, hi) if d.startswith(text)]
+
+    def packed_keys(self) -> bytes:
+        """The key of every digest, as :func:`pack` makes them."""
+        return np.frombuffer(self._sha256, dtype=_KEY)[::_RECORD // 8].tobytes() + \
+            pack(self._others)
 
     def _position(self, record: bytes) -> int | None:
         """Where the hash ``record`` is among the packed ones, if it is: a binary search."""
@@ -367,7 +449,27 @@ class Digests:
                      if digests[sha256[i]] not in self]
         return [digests[i] for i in sorted(gone)]
 
+    # The operators of a set, as DigestTuple's: each gives a new set of strings, this set's
+    # made once for it (a compact inventory's revisions, a repository at a time).
+    def __sub__(self, other: AbstractSet[str] | Digests) -> set[str]:
+        return set(self).difference(other)
+
+    def __rsub__(self, other: AbstractSet[str]) -> set[str]:
+        return set(other).difference(self)
+
+    def __or__(self, other: AbstractSet[str] | Digests) -> set[str]:
+        return set(self).union(other)
+
+    __ror__ = __or__
+
+    def __and__(self, other: AbstractSet[str] | Digests) -> set[str]:
+        return set(self).intersection(other)
+
+    __rand__ = __and__
+
     def __eq__(self, other: object) -> bool:
+        if isinstance(other, (set, frozenset)):
+            return len(self) == len(other) and set(self) == other
         if not isinstance(other, Digests):
             return NotImplemented
         return self._sha256 == other._sha256 and self._others == other._others
@@ -413,6 +515,74 @@ class DigestsJoin:
         return joined
 
 
+class DigestColumn:
+    """A sequence of digests or None, sha256 digests packed, 32 bytes each; anything else
+    (None, a digest of another algorithm) kept beside them by position. Each item is made a
+    string anew when asked for: a compact inventory's tags point at 128k manifests of a
+    million-blob store, whose strings, shared with nothing, took 15 MB."""
+
+    __slots__ = ("_sha256", "_odd")
+
+    def __init__(self, items: Sequence[str | None]) -> None:
+        odd: dict[int, str | None] = {}
+        hexes: list[str] = []
+        for i, item in enumerate(items):
+            if item is not None and item.startswith(_SHA256) and \
+                    len(item) == _HASH_AT + 2 * _RECORD and _canonical_hex(item[_HASH_AT:]):
+                hexes.append(item[_HASH_AT:])
+            else:
+                odd[i] = item
+                hexes.append(_NO_HASH)
+        self._sha256 = bytes.fromhex("".join(hexes))
+        self._odd = odd or None
+
+    def __len__(self) -> int:
+        return len(self._sha256) // _RECORD
+
+    def __getitem__(self, i: int) -> str | None:
+        if self._odd and i in self._odd:
+            return self._odd[i]
+        if not 0 <= i < len(self):
+            raise IndexError("digest index out of range")
+        return _SHA256 + self._sha256[i * _RECORD:(i + 1) * _RECORD].hex()
+
+    def tolist(self) -> list[str | None]:
+        items: list[str | None] = _sha256_digests(self._sha256)  # type: ignore[assignment]
+        for i, item in (self._odd or {}).items():
+            items[i] = item
+        return items
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DigestColumn):
+            return NotImplemented
+        return self.tolist() == other.tolist()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (_column, (self._sha256, self._odd))
+
+    def __repr__(self) -> str:
+        return f"DigestColumn({self.tolist()!r})"
+
+
+_NO_HASH = "00" * _RECORD  # in the place of an item kept beside the packed ones
+
+
+def _canonical_hex(text: str) -> bool:
+    """Whether ``text`` is lower-case hex, as ``bytes.hex`` writes it."""
+    try:
+        return bytes.fromhex(text).hex() == text
+    except ValueError:
+        return False
+
+
+def _column(sha256: bytes, odd: dict[int, str | None] | None) -> DigestColumn:
+    column = DigestColumn.__new__(DigestColumn)
+    column._sha256, column._odd = sha256, odd
+    return column
+
+
 class DigestTuple(tuple):  # type: ignore[type-arg]
     """An immutable set of strings as their sorted tuple: ``in`` by binary search, and the
     operators of a set (``-``, ``|``, ``&``, either side, with a set or another of these),
@@ -429,18 +599,21 @@ class DigestTuple(tuple):  # type: ignore[type-arg]
         i = bisect_left(self, item)
         return i < len(self) and self[i] == item
 
-    def __sub__(self, other: AbstractSet[str] | DigestTuple) -> set[str]:
+    def __sub__(self, other: AbstractSet[str] | DigestTuple | Digests) -> set[str]:
+        other = set(other) if isinstance(other, Digests) else other  # no search per digest
         return {x for x in self if x not in other}
 
     def __rsub__(self, other: AbstractSet[str]) -> set[str]:
         return {x for x in other if x not in self}
 
-    def __or__(self, other: AbstractSet[str] | DigestTuple) -> set[str]:  # type: ignore[override]
+    def __or__(self, other: AbstractSet[str] | DigestTuple | Digests) -> set[str]:  # type: ignore[override]
         return set(self).union(other)
 
     __ror__ = __or__
 
-    def __and__(self, other: AbstractSet[str] | DigestTuple) -> set[str]:
+    def __and__(self, other: AbstractSet[str] | DigestTuple | Digests) -> set[str]:
+        if isinstance(other, Digests):
+            return other & set(self)
         return {x for x in other if x in self}
 
     __rand__ = __and__

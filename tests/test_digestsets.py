@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regstore import digestsets
-from regstore.digestsets import Digests, DigestKeys, DigestsJoin, DigestTuple, pack, packed_copy
+from regstore.digestsets import DigestColumn, Digests, DigestKeys, DigestsJoin, DigestTuple, pack, \
+    packed_copy
 
 HEX = "0123456789abcdef"
 SHA256 = st.text(HEX, min_size=64, max_size=64).map(lambda h: f"sha256:{h}")
@@ -42,12 +43,17 @@ def test_the_parts_a_set_is_made_of_do_not_change_it(members, parts):
 
 
 @given(st.lists(st.lists(st.integers(0, 40), max_size=6), max_size=30), st.integers(1, 5),
-       st.integers(1, 4))
-def test_keys_are_kept_once_whatever_the_chunks_they_come_in(parts, chunk, group):
-    # Small chunks and groups: duplicates fall on both sides of every boundary.
+       st.integers(1, 4), st.integers(8, 40), st.booleans())
+def test_keys_are_kept_once_whatever_the_chunks_they_come_in(parts, chunk, group, large,
+                                                             consume):
+    # Small chunks and groups: duplicates fall on both sides of every boundary; chunks of
+    # `large` bytes and more copied by themselves, between groups of small ones.
     digests = [[f"sha256:{n:016x}" + f"{i:048x}" for i, n in enumerate(p)] for p in parts]
-    with patch.object(digestsets, "_CHUNK", chunk), patch.object(digestsets, "_GROUP", group):
-        keys = DigestKeys([pack(p) for p in digests])
+    chunks = [pack(p) for p in digests]
+    with patch.object(digestsets, "_CHUNK", chunk), patch.object(digestsets, "_GROUP", group), \
+            patch.object(digestsets, "_LARGE_CHUNK", large):
+        keys = DigestKeys(chunks, consume=consume)
+    assert chunks == ([] if consume else [pack(p) for p in digests])
     held = sorted({n for p in parts for n in p})
     assert len(keys) == len(held)
     assert keys.missing([f"sha256:{n:016x}" + "0" * 48 for n in range(42)]) == \
@@ -215,6 +221,50 @@ def test_a_digest_tuple_answers_as_the_set_of_its_strings(items, others):
             got = op(left, right)
             assert type(got) is set and got == expected
     assert pickle.loads(pickle.dumps(t)) == t and type(pickle.loads(pickle.dumps(t))) is DigestTuple
+
+
+@given(MEMBERS, MEMBERS)
+def test_a_set_of_digests_answers_as_the_set_of_its_strings(members, others):
+    d, s, o = Digests(members), set(members), set(others)
+    assert (d == s) and (s == d) and (d == frozenset(s)) and (d == o) == (s == o)
+    for op in (lambda a, b: a - b, lambda a, b: a | b, lambda a, b: a & b):
+        for left, right, expected in ((d, o, op(s, o)), (o, d, op(o, s)),
+                                      (d, Digests(others), op(s, o)),
+                                      (DigestTuple(others), d, op(o, s)),
+                                      (d, DigestTuple(others), op(s, o)),
+                                      (frozenset(o), d, op(frozenset(o), s))):
+            got = op(left, right)
+            assert type(got) is set and got == expected
+
+
+@given(st.lists(MEMBERS, max_size=6), st.lists(SHA256 | SMALL, max_size=8))
+def test_a_merge_of_sets_in_any_order_is_their_union(parts, loose):
+    merged = Digests.merged([Digests(p) for p in parts] + [loose])
+    assert merged == Digests([d for p in parts for d in p] + loose)
+    assert merged.strings(0, len(merged)) == list(merged)
+    for start, stop in ((0, 1), (1, 3), (len(merged) - 1, len(merged) + 2)):
+        assert merged.strings(start, stop) == list(merged)[start:stop]
+    assert merged.packed_keys() == pack(merged)
+
+
+@given(MEMBERS, st.sampled_from(["", "sha256:", "sha256:0", "sha256:00", "sha256:ab", "sha256:aA",
+                                  "sha256:abc", "sha512:", "sha384:5", "sha256:zz"]))
+def test_the_digests_starting_with_a_text_are_found_in_order(members, text):
+    digests = Digests(members)
+    assert digests.starting(text) == [d for d in digests if d.startswith(text)]
+
+
+@given(st.lists(st.none() | SHA256 | SHA512 | SMALL |
+                st.text(HEX.upper(), min_size=64, max_size=64).map(lambda h: f"sha256:{h}"),
+                max_size=12))
+def test_a_column_of_digests_gives_back_what_it_was_made_of(items):
+    column = DigestColumn(items)
+    assert column.tolist() == items and [column[i] for i in range(len(items))] == items
+    assert len(column) == len(items) and bool(column) == bool(items)
+    again = pickle.loads(pickle.dumps(column))
+    assert again == column and again.tolist() == items
+    with pytest.raises(IndexError):
+        column[len(items)]
 
 
 def test_a_packed_copy_gives_equal_strings_or_the_slice_itself():
