@@ -351,7 +351,8 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
         try:
             scanned = iter(fork_map(lambda part: _scan_part(store, part, *pools, history,
                                                             compact),
-                                    forked, processes))
+                                    forked, processes,
+                                    here=len(forked) < SCANNED_AWAY_FROM))
         finally:
             for each in pools:
                 each.close()
@@ -367,6 +368,13 @@ def _scan_repositories(store: Store, inv: Inventory, tick: Progress, pool: IOPoo
             tick(event)
         else:
             inv.note(event)
+
+
+#: Repositories from which a scan in several processes is left to forked ones alone: this
+#: one's share of it, made between the repositories it keeps, left its memory fragmented by
+#: what the scan let go (at a million blobs, 15.9k repositories, 9 MB of the gc's peak; 10
+#: ms more at 1.7k, where the interpreter is most of the memory).
+SCANNED_AWAY_FROM = 4096
 
 
 class _Scanned(list):  # type: ignore[type-arg]

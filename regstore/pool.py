@@ -134,7 +134,8 @@ class ForkError(RuntimeError):
 
 
 def fork_map(fn: Callable[[list[_T]], list[_R]], items: Iterable[_T],
-             processes: int, meanwhile: Callable[[], object] | None = None) -> list[_R]:
+             processes: int, meanwhile: Callable[[], object] | None = None,
+             here: bool = True) -> list[_R]:
     """``fn`` over ``items`` in ``processes`` processes, results in order: this one and
     ``processes - 1`` forked children take chunks of the items from a queue they share until
     none is left, and map each chunk with ``fn``, which takes a list and returns the list of
@@ -158,7 +159,9 @@ def fork_map(fn: Callable[[list[_T]], list[_R]], items: Iterable[_T],
 
     ``meanwhile``, other work of this process, runs here first while the children take
     chunks (this process then takes what is left). Inline, it runs before ``fn``. Should it
-    fail, the children are killed and its error raised.
+    fail, the children are killed and its error raised. Without ``here``, this process takes
+    no chunk: ``processes`` children take them all, and what ``fn`` makes and lets go stays
+    out of this process's memory.
     """
     items = items if isinstance(items, range) else list(items)
     processes = min(processes, len(items) // 2)
@@ -185,11 +188,12 @@ def fork_map(fn: Callable[[list[_T]], list[_R]], items: Iterable[_T],
     children: list[tuple[int, int]] = []
     parts: list[tuple[int, list[_R]]] = []
     try:
-        for _ in range(processes - 1):
+        for _ in range(processes - here):
             children.append(_fork_child(take))
         if meanwhile is not None:
             meanwhile()
-        parts += take()
+        if here:
+            parts += take()
         while children:
             pid, fd = children[0]
             _, status = os.waitpid(pid, 0)

@@ -161,9 +161,15 @@ def test_each_manifest_is_read_once_across_repositories(tmp_path, monkeypatch):
     assert reads.count(layout.blob_data(shared)) == 1
 
 
-def test_the_inventory_is_the_same_whatever_the_number_of_processes(tmp_path):
+@pytest.mark.parametrize("away", [False, True], ids=["here-too", "away-only"])
+def test_the_inventory_is_the_same_whatever_the_number_of_processes(tmp_path, monkeypatch,
+                                                                    away):
     from tests.support import copy_fixture
 
+    import regstore.inventory
+
+    if away:  # as for a store of many repositories: only forked processes scan them
+        monkeypatch.setattr(regstore.inventory, "SCANNED_AWAY_FROM", 1)
     root = copy_fixture("mixed", tmp_path / "mixed")
     (root / "docker/registry/v2/repositories/stray-file").write_bytes(b"x")
     os.symlink(tmp_path, root / "docker/registry/v2/repositories/app/_manifests/tags/evil")

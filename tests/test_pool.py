@@ -104,6 +104,19 @@ def test_fork_map_shares_chunks_among_processes_and_returns_them_in_order():
     assert len({pid for _, pid in results}) == 3
 
 
+def test_fork_map_can_leave_every_chunk_to_its_children():
+    def chunk(items):
+        time.sleep(0.02)
+        return [(x * 2, os.getpid()) for x in items]
+
+    done = []
+    results = fork_map(chunk, range(300), 2, meanwhile=lambda: done.append(os.getpid()),
+                       here=False)
+    assert [r for r, _ in results] == [x * 2 for x in range(300)]
+    pids = {pid for _, pid in results}
+    assert len(pids) == 2 and os.getpid() not in pids and done == [os.getpid()]
+
+
 def test_chunks_shrink_as_the_work_runs_out_and_cover_every_item_once():
     for n, processes in ((10, 2), (300, 3), (23_834, 2), (1_000_000, 4)):
         bounds = _chunks(n, processes)
