@@ -27,7 +27,7 @@ from itertools import repeat
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from regstore import layout
-from regstore.digestsets import DigestKeys, Digests, DigestsJoin, DigestTuple
+from regstore.digestsets import DigestColumn, DigestKeys, Digests, DigestsJoin, DigestTuple
 from regstore.findings import ERROR, HINT, WARNING, Finding, printable
 from regstore.pool import IOPool, PoolPerProcess, fork_map
 from regstore.store.base import DirEntry, FileEntry, Stat, Store, StoreError
@@ -62,17 +62,18 @@ class Tag:
 
 class TagTable(Mapping[str, Tag]):
     """A repository's tags as a compact inventory keeps them once listed: their names joined
-    in one string and a tuple of where each points, a :class:`Tag` made anew at each access;
-    only a tag with more to say (a history, an invalid name, an unusable link) kept whole.
-    A tag object, its name and its place in a dict took 170 bytes, 22 MB for the 128k tags of
-    a million-blob store; here about 40. Read-only: the tags are listed into a dict first."""
+    in one string and where each points packed (:class:`regstore.digestsets.DigestColumn`), a
+    :class:`Tag` made anew at each access; only a tag with more to say (a history, an invalid
+    name, an unusable link) kept whole. A tag object, its name, its place in a dict and the
+    string of its digest took about 290 bytes, 37 MB for the 128k tags of a million-blob
+    store; here about 40. Read-only: the tags are listed into a dict first."""
 
     __slots__ = ("_names", "_currents", "_whole")
 
     def __init__(self, tags: dict[str, Tag]) -> None:
         # "/" is in no name: each is a directory's (or, on S3, a key's part between two)
         self._names = "/".join(tags)
-        self._currents = tuple(t.current for t in tags.values())
+        self._currents = DigestColumn([t.current for t in tags.values()])
         self._whole = {name: t for name, t in tags.items()
                        if t.index or not t.valid_name or t.bad_link} or None
 
@@ -81,7 +82,7 @@ class TagTable(Mapping[str, Tag]):
             return []
         whole = self._whole or {}
         return [whole.get(name) or Tag(name, current)
-                for name, current in zip(self._names.split("/"), self._currents)]
+                for name, current in zip(self._names.split("/"), self._currents.tolist())]
 
     def values(self) -> list[Tag]:  # type: ignore[override]
         return self._tags()
@@ -119,11 +120,10 @@ def _arrived(name: str, current: str | None, index: set[str] | frozenset[str], v
                valid, bad)
 
 
-def _table(names: str, currents: tuple[str | None, ...],
-           whole: list[tuple[Any, ...]]) -> TagTable:
+def _table(names: str, currents: DigestColumn, whole: list[tuple[Any, ...]]) -> TagTable:
     table = TagTable.__new__(TagTable)
     table._names = names
-    table._currents = tuple([current and sys.intern(current) for current in currents])
+    table._currents = currents
     table._whole = {fields[0]: _arrived(*fields) for fields in whole} or None
     return table
 
@@ -132,8 +132,9 @@ def _table(names: str, currents: tuple[str | None, ...],
 class Repository:
     name: str
     # A set while the repository is listed, then its sorted tuple (regstore.digestsets): at a
-    # million blobs the sets' tables took 23 MB for 239k revisions, the tuples take 2 MB.
-    revisions: set[str] | DigestTuple = field(default_factory=set)
+    # million blobs the sets' tables took 23 MB for 239k revisions, the tuples take 2 MB; in
+    # a compact inventory packed (Digests), 32 bytes a revision where its string took 120.
+    revisions: set[str] | DigestTuple | Digests = field(default_factory=set)
     # revision -> signature blobs linked under it (stores first written by registry 2.0-2.4)
     signatures: dict[str, set[str]] = field(default_factory=dict)
     tags: dict[str, Tag] | TagTable = field(default_factory=dict)  # a table once compacted
@@ -164,7 +165,7 @@ class Inventory:
     # take_inventory(blobs=False) until list_blobs() has run.
     blobs_listed: bool = True
     # Whether each repository's layers are its links' keys only (DigestKeys), not Digests,
-    # and its tags a TagTable (take_inventory(compact=True)).
+    # its revisions packed (Digests) and its tags a TagTable (take_inventory(compact=True)).
     compact: bool = False
 
     def note(self, finding: Finding) -> None:
@@ -209,7 +210,8 @@ def take_inventory(store: Store, progress: Progress | None = None, jobs: int = 1
     With ``compact``, what a gc needs is kept in less memory, read-only: each repository's
     layer links as their keys (:class:`regstore.digestsets.DigestKeys`, 8 bytes a link where
     their exact digests take 32; a gc names the links it removes by listing their repository
-    again, regstore.sweep) and its tags as a :class:`TagTable`.
+    again, regstore.sweep), its revisions packed (a :class:`regstore.digestsets.Digests`,
+    whose strings are made as they are iterated) and its tags as a :class:`TagTable`.
     """
     inv = Inventory(tag_history=tag_history, blobs_listed=blobs, compact=compact)
     tick = progress or (lambda n: None)
@@ -387,7 +389,8 @@ class _Scanned(list):  # type: ignore[type-arg]
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (_unscanned, ([(
-            (r.name, tuple(r.revisions), r.signatures, r.layers, r.uploads, r.has_tags_dir,
+            (r.name, r.revisions if isinstance(r.revisions, Digests) else tuple(r.revisions),
+             r.signatures, r.layers, r.uploads, r.has_tags_dir,
              r.layer_mtimes, r.revision_mtimes,
              r.tags if isinstance(r.tags, TagTable) else
              [_tag_fields(t) for t in r.tags.values()]), notes)
@@ -396,7 +399,8 @@ class _Scanned(list):  # type: ignore[type-arg]
 
 def _unscanned(items: list[Any]) -> list[tuple[Repository, _Notes]]:
     intern = sys.intern
-    return [(Repository(name, DigestTuple(map(intern, revisions)), signatures,
+    return [(Repository(name, revisions if isinstance(revisions, Digests) else
+                        DigestTuple(map(intern, revisions)), signatures,
                         tags if isinstance(tags, TagTable) else
                         {fields[0]: _arrived(*fields) for fields in tags},
                         layers, uploads, has_tags_dir, layer_mtimes, revision_mtimes), notes)
@@ -423,7 +427,7 @@ def _scan_repository(store: Store, repo: Repository, kinds: dict[str, str],
     base = layout.repository_dir(repo.name)
     if kinds.get("_manifests") == "dir":
         _scan_revisions(store, notes, repo)
-        repo.revisions = DigestTuple(repo.revisions)
+        repo.revisions = (Digests if compact else DigestTuple)(repo.revisions)
         _scan_tags(store, notes, repo, reads, history)
     if kinds.get("_layers") == "dir":
         _scan_layers(store, notes, repo)

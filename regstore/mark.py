@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import AbstractSet, Callable, Iterable
+from typing import AbstractSet, Callable, Iterable, Iterator, Mapping
 
 from regstore import layout
 from regstore.digestsets import DigestKeys, Digests, pack, packed_copy
@@ -67,6 +67,9 @@ class MarkResult:
 # the image manifests that reference nothing but blobs (nearly all), their keys alone.
 Parsed = Manifest | References | bytes
 
+#: What a manifest whose blob the blob listing lacks is.
+NOT_LISTED = Unusable("missing", "its blob is not in the blob store")
+
 #: What a folding cache (``ManifestCache(fold=True)``) keeps of an image manifest whose blobs'
 #: keys went to the mark as it was read: nothing left to follow.
 FOLDED = References(b"", (), None)
@@ -80,6 +83,17 @@ class _Folded(bytes):
     __slots__ = ()
 
 
+def _one_folded(outcome: list[Parsed | Unusable | None]) -> list[Parsed | Unusable | None]:
+    """``outcome`` (slices of a :class:`ManifestCache` that folds) with the keys of all its
+    :class:`_Folded` joined into the first of them, None at the others."""
+    at = [i for i, x in enumerate(outcome) if type(x) is _Folded]
+    if len(at) > 1:
+        outcome[at[0]] = _Folded(b"".join([outcome[i] for i in at]))  # type: ignore[misc]
+        for i in at[1:]:
+            outcome[i] = None
+    return outcome
+
+
 class ManifestCache:
     """Reads each manifest blob once, whatever number of repositories link it; keeps the
     parsed :class:`Manifest`, or with ``full`` False only its :class:`References` (see
@@ -87,8 +101,11 @@ class ManifestCache:
 
     With ``fold`` (and not ``full``), for a mark in which every manifest prefetched is live (a
     gc without -m), the blobs' keys of each image manifest prefetched go to :attr:`marking`
-    as it is read, and the cache keeps :data:`FOLDED` for it: at a million blobs the 200k
-    image manifests' keys, kept one object each, took 18 MB to the end of the gc."""
+    as it is read, and the cache keeps nothing of it: at a million blobs the 200k image
+    manifests' keys, kept one object each, took 18 MB to the end of the gc. What was
+    prefetched is then :attr:`table` (packed), and :meth:`get` answers :data:`FOLDED` for a
+    manifest of it that :attr:`loaded` lacks: the dict and its keys, the digests' strings,
+    had taken 38 MB."""
 
     def __init__(self, store: Store, blobs: Digests | None, jobs: int = 8,
                  full: bool = True, fold: bool = False) -> None:
@@ -103,6 +120,7 @@ class ManifestCache:
         self.fold = fold
         self.loaded: dict[str, Parsed | Unusable] = {}
         self.marking: list[bytes] = []  # blob keys of folded manifests, as pack() makes them
+        self.table: Digests | None = None  # with fold: the manifests prefetched
 
     def prefetch(self, digests: Iterable[str], progress: Progress | None = None,
                  processes: int = 1, meanwhile: Callable[[], Digests] | None = None) -> None:
@@ -113,7 +131,13 @@ class ManifestCache:
         ``meanwhile`` runs in this process while the others read (first, without them): a
         blob listing, which it returns, the set this cache asks from then on. The manifests
         are then read whether listed or not, and those the listing lacks are made missing
-        afterwards, as if they had not been read."""
+        afterwards, as if they had not been read.
+
+        A folding cache prefetches once: ``digests``, best a :class:`Digests`, become
+        :attr:`table`."""
+        if self.fold:
+            self._prefetch_table(digests, progress, processes, meanwhile)
+            return
         todo = sorted(d for d in set(digests) if d not in self.loaded)
         if processes > 1 and self.store.forkable:
             listed, listings = self.blobs, []
@@ -148,6 +172,49 @@ class ManifestCache:
             if meanwhile is not None:
                 self.blobs = meanwhile()
             self._load_all(todo, progress)
+
+    def _prefetch_table(self, digests: Iterable[str], progress: Progress | None,
+                        processes: int, meanwhile: Callable[[], Digests] | None) -> None:
+        """:meth:`prefetch` for a folding cache: the digests read from their packed table,
+        made strings a slice at a time by the process that reads them."""
+        if self.table is not None:
+            raise ValueError("a folding cache prefetches once")
+        table = self.table = digests if isinstance(digests, Digests) else \
+            Digests.merged([digests])
+        if processes > 1 and self.store.forkable:
+            listed, listings = self.blobs, []
+            if meanwhile is not None:
+                self.blobs = None  # the other processes read every manifest
+            pools = PoolPerProcess(self.jobs, self.store.waits)
+
+            def share(part: range) -> Shipment:
+                # The packed table is read, not written, by a child: none of its pages is
+                # copied (a list of the parent's strings had been, taking a reference each).
+                # The keys folded in the part as one chunk, large enough to be a mapping of
+                # its own: let go as the mark's keys are joined (DigestKeys(consume=True)).
+                return Shipment(_one_folded(self._load_all(
+                    table.strings(part.start, part.stop), pool=pools.get(), keep=False)))
+
+            try:
+                listing = (lambda: listings.append(meanwhile())) if meanwhile else None
+                loaded = fork_map(share, range(len(table)), processes, listing)
+            finally:
+                self.blobs = listings[0] if listings else listed
+                pools.close()
+            self._keep(table, loaded, self._not_listed(table) if meanwhile else ())
+            if progress:
+                progress(len(table))
+        else:
+            if meanwhile is not None:
+                self.blobs = meanwhile()
+            self._load_all(table.strings(0, len(table)), progress)
+
+    def _not_listed(self, table: Digests) -> list[str]:
+        """Those of ``table`` the blob listing lacks, looked up a slice of strings at a time."""
+        assert self.blobs is not None
+        step = 1 << 14
+        return [d for start in range(0, len(table), step)
+                for d in self.blobs.missing(table.strings(start, start + step))]
 
     def _load_all(self, todo: list[str], progress: Progress | None = None,
                   pool: IOPool | None = None,
@@ -195,21 +262,30 @@ class ManifestCache:
             outcome[first] = _Folded(b"".join(keys))
         return outcome  # type: ignore[return-value]
 
-    def _keep(self, digests: list[str], outcome: list[Parsed | Unusable | None],
-              gone: AbstractSet[str] = frozenset()) -> None:
+    def _keep(self, digests: list[str] | Digests, outcome: list[Parsed | Unusable | None],
+              gone: Iterable[str] = ()) -> None:
         """Put what was read of ``digests`` in the cache; those in ``gone`` (some of
-        ``digests``) as missing."""
+        ``digests``) as missing. Folding, what was folded stays out of :attr:`loaded`."""
         if self.fold:
             self.marking += [x for x in outcome if type(x) is _Folded]
-            outcome = [FOLDED if x is None or type(x) is _Folded else x for x in outcome]
-        self.loaded.update(zip(digests, outcome))
+            self.loaded.update((digests[i], x) for i, x in enumerate(outcome)
+                               if x is not None and type(x) is not _Folded)
+        else:
+            self.loaded.update(zip(digests, outcome))
         for digest in gone:
             self.loaded[digest] = self._load(digest, False)
 
     def get(self, digest: str) -> Parsed | Unusable:
-        if digest not in self.loaded:
-            self.loaded[digest] = self._load(digest)
-        return self.loaded[digest]
+        m = self.loaded.get(digest)
+        if m is None:
+            if self.table is not None and digest in self.table:
+                return FOLDED  # prefetched, and its keys went to the mark as it was read
+            m = self.loaded[digest] = self._load(digest)
+        return m
+
+    def manifests(self) -> Mapping[str, Parsed | Unusable]:
+        """Every manifest read, as :meth:`get` answers for it."""
+        return self.loaded if self.table is None else _ReadAhead(self.loaded, self.table)
 
     def _load(self, digest: str, listed: bool | None = None) -> Parsed | Unusable:
         """Read and parse ``digest``; ``listed``: whether the blob listing has it, when the
@@ -217,7 +293,7 @@ class ManifestCache:
         if listed is None:
             listed = self.blobs is None or digest in self.blobs
         if not listed:
-            return Unusable("missing", "its blob is not in the blob store")
+            return NOT_LISTED
         try:
             data = self.store.read(layout.blob_data(digest), MAX_MANIFEST_BYTES)
         except FileNotFoundError:
@@ -234,6 +310,29 @@ class ManifestCache:
             return Unusable("invalid", str(exc))
         # A tuple the less for each of a million-blob store's 200k image manifests.
         return refs.blob_keys if not refs.children and refs.subject is None else refs
+
+
+class _ReadAhead(Mapping[str, "Parsed | Unusable"]):
+    """The manifests a folding cache read: those it keeps, and :data:`FOLDED` for the others
+    of its table."""
+
+    def __init__(self, loaded: dict[str, Parsed | Unusable], table: Digests) -> None:
+        self._loaded, self._table = loaded, table
+
+    def __getitem__(self, digest: str) -> Parsed | Unusable:
+        m = self._loaded.get(digest)
+        if m is None:
+            if digest not in self._table:
+                raise KeyError(digest)
+            return FOLDED
+        return m
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._loaded
+        yield from (d for d in self._table if d not in self._loaded)
+
+    def __len__(self) -> int:
+        return len(self._loaded) + sum(d not in self._loaded for d in self._table)
 
 
 def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 8,
@@ -265,9 +364,15 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
         return inventory.blobs
 
     # Without -m every revision is live: the keys of what is prefetched can be marked as read.
+    fold = not full and not delete_untagged
     cache = ManifestCache(store, inventory.blobs if list_blobs is None else None, jobs, full,
-                          fold=not full and not delete_untagged)
-    cache.prefetch((d for r in inventory.repositories.values() for d in r.revisions), progress,
+                          fold=fold)
+    repositories = inventory.repositories.values()
+    # Folding, the revisions are prefetched from their packed table (a compact inventory's
+    # are packed already): no string is made for each beforehand.
+    cache.prefetch(Digests.merged(r.revisions if isinstance(r.revisions, Digests) else
+                                  list(r.revisions) for r in repositories) if fold else
+                   (d for r in repositories for d in r.revisions), progress,
                    processes, listing if list_blobs is not None else None)
     # Read after any blob listing: a problem found there stops a sweep as well.
     result = MarkResult(problems=list(inventory.blocking), delete_untagged=delete_untagged)
@@ -275,11 +380,16 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
     if delete_untagged and protect_since is not None:
         young = _young_revisions(store, inventory, protect_since, jobs, processes)
     marking = cache.marking
-    for repo in inventory.repositories.values():
-        _mark_repository(repo, cache, result, marking, delete_untagged,
-                         young.get(repo.name, set()), keep_live)
-    result.marked = DigestKeys(marking)
-    result.manifests = cache.loaded
+    for repo in repositories:
+        if fold and not keep_live:
+            _mark_folded_repository(repo, cache, result, marking)
+        else:
+            _mark_repository(repo, cache, result, marking, delete_untagged,
+                             young.get(repo.name, set()), keep_live)
+    if cache.table is not None:
+        marking.append(cache.table.packed_keys())  # every revision is live: its own digest
+    result.marked = DigestKeys(marking, consume=True)
+    result.manifests = cache.manifests()
     return result
 
 
@@ -318,11 +428,36 @@ def _roots(repo: Repository, delete_untagged: bool) -> set[str]:
     return tagged if delete_untagged else tagged | repo.revisions
 
 
+def _mark_folded_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
+                            marking: list[bytes]) -> None:
+    """:func:`_mark_repository` without -m, on a folding cache that prefetched every
+    revision: each revision is live, and one whose manifest was folded has nothing left to
+    follow (its blobs' keys went to the mark as it was read; its own key goes with every
+    revision's, :meth:`Digests.packed_keys`). What is walked is the rest: the revisions the
+    cache kept (indexes, referrers, manifests it could not use) and the tags' targets that
+    are not revisions here."""
+    revisions = set(repo.revisions)  # strings, of this repository only
+    loaded = cache.loaded
+    roots = {d for d in revisions if d in loaded}
+    # A tag whose link is unusable keeps its history: revisions, all live already.
+    roots.update(t.current for t in repo.tags.values()
+                 if t.current and (t.current not in revisions or t.current in loaded))
+    for signatures in repo.signatures.values():  # each under a revision: all live
+        marking.append(pack(signatures))
+    _mark_repository(repo, cache, result, marking, False, keep_live=False, roots=roots,
+                     folded=revisions.difference(roots))
+
+
 def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
                      marking: list[bytes], delete_untagged: bool,
-                     young: set[str] = frozenset(), keep_live: bool = True) -> None:
+                     young: set[str] = frozenset(), keep_live: bool = True,
+                     roots: set[str] | None = None,
+                     folded: AbstractSet[str] = frozenset()) -> None:
     """Mark what ``repo``'s live manifests reach: their own digests, their signatures and the
-    keys of their blobs go into ``marking``, the parts of ``result.marked`` to come."""
+    keys of their blobs go into ``marking``, the parts of ``result.marked`` to come.
+
+    ``roots``, where the caller knows them, are where the walk starts; ``folded``, live
+    manifests with nothing to follow, where it stops (see :func:`_mark_folded_repository`)."""
     referrers: dict[str, list[str]] = defaultdict(list)
     if delete_untagged:
         for digest in repo.revisions:
@@ -330,7 +465,7 @@ def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
             if not isinstance(m, Unusable) and (subject := _references(m).subject) is not None:
                 referrers[subject].append(digest)
     live: set[str] = set()
-    roots = _roots(repo, delete_untagged)
+    roots = _roots(repo, delete_untagged) if roots is None else roots
     if young - roots:
         result.young[repo.name] = young - roots
     queue = list(roots | young)
@@ -342,6 +477,8 @@ def _mark_repository(repo: Repository, cache: ManifestCache, result: MarkResult,
         live.add(digest)
         if signatures := repo.signatures.get(digest):
             marking.append(pack(signatures))  # 2.4's GC kept these; when in doubt, keep
+        if digest in folded:
+            continue
         m = cache.get(digest)
         if isinstance(m, Unusable):
             if m.reason == "missing" and digest not in repo.revisions and digest not in chain:

@@ -279,6 +279,21 @@ def test_a_manifest_the_late_blob_listing_lacks_is_missing_though_it_was_read(tm
     assert all(sha256(layer) in marks.marked for d, layer in images.items() if d != gone)
 
 
+def test_keys_folded_in_many_slices_of_many_processes_are_all_marked(tmp_path):
+    # Enough manifests that each process's parts are read in several slices, whose keys it
+    # joins into one chunk (regstore.mark._one_folded).
+    b = StoreBuilder(tmp_path)
+    layers = [b"shared"] + [b"layer %d" % n for n in range(400)]
+    for n in range(400):
+        b.image(f"repo{n % 7}", [layers[0], layers[n + 1]], tag=f"t{n}")
+    store = FilesystemStore(tmp_path)
+    one = mark(store, take_inventory(store), False, jobs=1, processes=1)
+    for processes in (2, 3):
+        many = mark(store, take_inventory(store, compact=True), False, jobs=1,
+                    processes=processes, full=False, keep_live=False)
+        assert many.marked == one.marked and all(sha256(x) in many.marked for x in layers)
+
+
 def test_without_tag_history_a_plain_gc_plans_the_same_and_nothing_needing_it_runs(tmp_path):
     from tests.support import copy_fixture
 
