@@ -25,7 +25,7 @@ from regstore.errors import EXIT_CONFIG, EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_IN
     NotReadOnly, RegstoreError, SafetyValve, StoreNotFound
 from regstore.findings import ERROR, WARNING, Finding
 from regstore.holding import Holding, recover, restore_runs, runs_in
-from regstore.inventory import Inventory, list_blobs, take_inventory
+from regstore.inventory import Inventory, list_blobs, sift_blobs, take_inventory
 from regstore.layout import is_digest, is_upload_id
 from regstore.lock import lock_for
 from regstore.metrics import gc_metrics, render, run_metrics, verify_metrics, write_atomically
@@ -443,11 +443,20 @@ def run_gc(args: argparse.Namespace, out: Output) -> int:
                                   "with an explicit grace period (--min-age 1h)")
             notes.append(message)
             out.problem(f"warning: {message}")
+        # The blob listing: without -m, on a compact inventory, made after the mark and
+        # sifted by it (only the unmarked blobs kept); else made during the mark, while other
+        # processes read the manifests.
+        listing: dict[str, Any] = {"list_blobs": lambda: list_blobs(store, inventory,
+                                                                    jobs=args.jobs)}
+        if not args.delete_untagged and inventory.compact:
+            listing = {"sift_blobs": lambda marked, read, more: sift_blobs(
+                store, inventory, marked, read, more, jobs=args.jobs,
+                processes=processes_for(args.jobs))}
         with out.progress("reading manifests", "manifests") as tick:
             marks = mark(store, inventory, args.delete_untagged, args.jobs, tick,
                          protect_since=started - min_age if min_age else None,
                          processes=processes_for(args.jobs), full=False, keep_live=False,
-                         list_blobs=lambda: list_blobs(store, inventory, jobs=args.jobs))
+                         **listing)
         uploads_age = args.uploads_older_than if args.uploads_older_than is not None \
             else cfg.upload_purging.age_seconds
         plan = build_plan(store, inventory, marks, PlanOptions(

@@ -23,7 +23,7 @@ import hashlib
 import sys
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from regstore import layout
@@ -164,6 +164,10 @@ class Inventory:
     # Whether ``blobs`` (and blob_stats, blob_strays) hold the blob listing yet: False from
     # take_inventory(blobs=False) until list_blobs() has run.
     blobs_listed: bool = True
+    # Where the blob listing was sifted by a mark's keys (sift_blobs): ``blobs`` holds only
+    # the blobs whose keys they lack, ``blob_count`` says how many were listed in all.
+    blob_count: int | None = None
+    sifted_by: DigestKeys | None = None
     # Whether each repository's layers are its links' keys only (DigestKeys), not Digests,
     # its revisions packed (Digests) and its tags a TagTable (take_inventory(compact=True)).
     compact: bool = False
@@ -779,6 +783,25 @@ def _scan_layers(store: Store, notes: _Notes, repo: Repository) -> None:
         repo.layers = Digests.union(listed, found)
 
 
+def _blob_prefixes(store: Store, inv: Inventory, top: str) -> list[tuple[str, str]]:
+    """The (algorithm, prefix directory) pairs of the blob store, in order; what else is
+    there noted."""
+    prefixes: list[tuple[str, str]] = []
+    for alg in sorted(store.list_dir(top)):
+        if alg.kind != "dir" or alg.name not in layout.DIGEST_HEX_LENGTH:
+            inv.note(Finding("stray-entry", HINT, "unexpected entry in the blob store",
+                             key=f"{top}/{alg.name}"))
+            continue
+        for prefix in sorted(store.list_dir(f"{top}/{alg.name}")):
+            where = f"{top}/{alg.name}/{prefix.name}"
+            if prefix.kind != "dir":
+                inv.note(Finding("stray-entry", HINT, "unexpected entry in the blob store",
+                                 key=where))
+                continue
+            prefixes.append((alg.name, prefix.name))
+    return prefixes
+
+
 def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> None:
     top = layout.BLOBS
     # Each prefix's digests packed, joined as they come: prefixes are listed in order.
@@ -787,20 +810,7 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> N
     if store.flat_walk:
         inv.blob_stats = {}
     try:
-        algorithms = sorted(store.list_dir(top))
-        prefixes: list[tuple[str, str]] = []  # (algorithm, prefix directory), in order
-        for alg in algorithms:
-            if alg.kind != "dir" or alg.name not in layout.DIGEST_HEX_LENGTH:
-                inv.note(Finding("stray-entry", HINT, "unexpected entry in the blob store",
-                                 key=f"{top}/{alg.name}"))
-                continue
-            for prefix in sorted(store.list_dir(f"{top}/{alg.name}")):
-                where = f"{top}/{alg.name}/{prefix.name}"
-                if prefix.kind != "dir":
-                    inv.note(Finding("stray-entry", HINT, "unexpected entry in the blob store",
-                                     key=where))
-                    continue
-                prefixes.append((alg.name, prefix.name))
+        prefixes = _blob_prefixes(store, inv, top)
         if store.flat_walk:
             walked: dict[tuple[str, str], list[FileEntry]] = {}
             for alg_name in dict.fromkeys(a for a, _ in prefixes):
@@ -814,7 +824,6 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> N
             # One prefix at a time: all listings at once were a transient 180 bytes a blob.
             listings = pool.imap(lambda p: _list_prefix(store, top, *p), prefixes)
         for (alg_name, prefix_name), listing in zip(prefixes, listings):
-            where = f"{top}/{alg_name}/{prefix_name}"
             if isinstance(listing, StoreError):
                 raise listing
             if isinstance(listing, Digests):  # blob directories only, each named by a digest
@@ -823,28 +832,123 @@ def _scan_blobs(store: Store, inv: Inventory, tick: Progress, pool: IOPool) -> N
                 continue
             entries, files = listing
             tick(len(entries))
-            names = [e.name for e in entries]
-            for entry, digest in zip(entries, layout.digests_from_names(alg_name, names)):
-                if digest and entry.kind == "dir" and entry.name[:2] == prefix_name:
-                    found.append(digest)
-                    if files is not None:
-                        _note_blob_files(inv, digest, f"{where}/{entry.name}",
-                                         files.get(entry.name, []))
-                elif entry.kind == "symlink":
-                    inv.note(Finding("symlink", WARNING,
-                                     "symlink in the blob store is not followed and never "
-                                     "removed", key=f"{where}/{entry.name}"))
-                else:
-                    inv.note(Finding("stray-entry", HINT,
-                                     "unexpected entry in the blob store (not a blob "
-                                     "directory under its own prefix); left alone",
-                                     key=f"{where}/{entry.name}"))
+            for digest, entry in _blob_entries(inv, top, alg_name, prefix_name, entries):
+                found.append(digest)
+                if files is not None:
+                    _note_blob_files(inv, digest, f"{top}/{alg_name}/{prefix_name}/{entry}",
+                                     files.get(entry, []))
     except StoreError as exc:
         inv.note(_unreadable(exc, "the blob store"))
     finally:
         # What was listed before a failure, as a listing cut short has it: the failure
         # itself stops any sweep.
         inv.blobs = joined.done(found)
+
+
+def _blob_entries(notes: Inventory | _Notes, top: str, alg_name: str, prefix_name: str,
+                  entries: list[DirEntry]) -> list[tuple[str, str]]:
+    """(digest, entry name) of each blob directory among ``entries`` of a prefix directory
+    listed entry by entry; what else is there noted."""
+    where = f"{top}/{alg_name}/{prefix_name}"
+    blobs = []
+    names = [e.name for e in entries]
+    for entry, digest in zip(entries, layout.digests_from_names(alg_name, names)):
+        if digest and entry.kind == "dir" and entry.name[:2] == prefix_name:
+            blobs.append((digest, entry.name))
+        elif entry.kind == "symlink":
+            notes.note(Finding("symlink", WARNING,
+                               "symlink in the blob store is not followed and never "
+                               "removed", key=f"{where}/{entry.name}"))
+        else:
+            notes.note(Finding("stray-entry", HINT,
+                               "unexpected entry in the blob store (not a blob "
+                               "directory under its own prefix); left alone",
+                               key=f"{where}/{entry.name}"))
+    return blobs
+
+
+def sift_blobs(store: Store, inv: Inventory, marked: DigestKeys, read: Digests,
+               more_read: Iterable[str] = (), jobs: int = 1, processes: int = 1) -> list[str]:
+    """Make the blob listing of an inventory taken without it, after its mark: only the
+    blobs whose keys ``marked`` lacks are kept (``Inventory.blobs``, all a plan takes of it),
+    the others counted (``Inventory.blob_count``). Returns those of the manifests the mark
+    read (``read`` and ``more_read``) that the listing lacks.
+
+    At a million blobs the listing is 32 MB of hashes, held to the end of a gc; sifted, a few
+    thousand. The prefixes are shared among ``processes`` processes (``Store.forkable``),
+    each in ``jobs`` threads once the store makes them wait; only the sifted part of each
+    comes back. Findings come in the order :func:`list_blobs` gives them."""
+    if inv.blobs_listed:
+        raise ValueError("the inventory has its blob listing already")
+    top = layout.BLOBS
+    more = sorted(set(more_read))
+    unmarked: list[str] = []
+    lacking: list[str] = []
+    count = 0
+    seen: set[tuple[str, str]] = set()
+    pools = PoolPerProcess(jobs, store.waits)
+    try:
+        prefixes = _blob_prefixes(store, inv, top)
+
+        def sift(part: list[tuple[str, str]]) -> list[_Sifted | tuple[str, str]]:
+            return pools.get().map(
+                lambda p: _sift_prefix(store, top, *p, marked, read, more), part)
+
+        for prefix, outcome in zip(prefixes, fork_map(sift, prefixes, processes if
+                                                      store.forkable else 1)):
+            if isinstance(outcome, tuple):
+                raise StoreError(*outcome)
+            count += outcome.count
+            unmarked += outcome.unmarked
+            lacking += outcome.lacking
+            for finding in outcome.notes:
+                inv.note(finding)
+            seen.add(prefix)
+    except StoreError as exc:
+        inv.note(_unreadable(exc, "the blob store"))
+    finally:
+        pools.close()
+        inv.blobs = Digests(unmarked)
+        inv.blob_count = count
+        inv.sifted_by = marked
+        inv.blobs_listed = True
+    # What the mark read under a prefix directory that is not there is not listed either.
+    lacking += [d for first in range(256) if ("sha256", f"{first:02x}") not in seen
+                for d in read.starting(f"sha256:{first:02x}")]
+    lacking += [d for d in chain(read.others, more)
+                if not d.startswith("sha256:") and _prefix_of(d) not in seen]
+    lacking += [d for d in more if d.startswith("sha256:") and _prefix_of(d) not in seen]
+    return sorted(set(lacking))
+
+
+def _prefix_of(digest: str) -> tuple[str, str]:
+    """The (algorithm, prefix directory) a blob of ``digest`` is filed under."""
+    algorithm, _, hexes = digest.partition(":")
+    return algorithm, hexes[:2]
+
+
+@dataclass(slots=True)
+class _Sifted:
+    """What a blob prefix directory holds, sifted by :func:`sift_blobs`."""
+
+    count: int  # blobs
+    unmarked: list[str]  # those whose keys are not marked
+    lacking: list[str]  # manifests read under this prefix, not there
+    notes: list[Finding]
+
+
+def _sift_prefix(store: Store, top: str, alg_name: str, prefix_name: str, marked: DigestKeys,
+                 read: Digests, more_read: list[str]) -> _Sifted | tuple[str, str]:
+    listing = _list_prefix(store, top, alg_name, prefix_name)
+    if isinstance(listing, StoreError):
+        return listing.key, listing.message  # an exception's pickling loses its fields
+    notes = _Notes()
+    if not isinstance(listing, Digests):
+        listing = Digests(d for d, _ in _blob_entries(notes, top, alg_name, prefix_name,
+                                                     listing[0]))
+    start = f"{alg_name}:{prefix_name}"
+    asked = read.starting(start) + [d for d in more_read if d.startswith(start)]
+    return _Sifted(len(listing), marked.missing(listing), listing.missing(asked), notes.notes)
 
 
 def _list_prefix(store: Store, top: str, algorithm: str,

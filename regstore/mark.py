@@ -25,7 +25,7 @@ from regstore.inventory import Inventory, Repository
 from regstore.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, References, Shipment, \
     parse_manifest, parse_references
 from regstore.pool import IOPool, PoolPerProcess, fork_map, stat_many
-from regstore.store.base import Store, StoreError
+from regstore.store.base import Store, StoreError, stat_quietly
 
 Progress = Callable[[int], None]
 
@@ -121,6 +121,7 @@ class ManifestCache:
         self.loaded: dict[str, Parsed | Unusable] = {}
         self.marking: list[bytes] = []  # blob keys of folded manifests, as pack() makes them
         self.table: Digests | None = None  # with fold: the manifests prefetched
+        self.extra: list[str] = []  # with fold: the manifests read outside the table
 
     def prefetch(self, digests: Iterable[str], progress: Progress | None = None,
                  processes: int = 1, meanwhile: Callable[[], Digests] | None = None) -> None:
@@ -278,8 +279,10 @@ class ManifestCache:
     def get(self, digest: str) -> Parsed | Unusable:
         m = self.loaded.get(digest)
         if m is None:
-            if self.table is not None and digest in self.table:
-                return FOLDED  # prefetched, and its keys went to the mark as it was read
+            if self.table is not None:
+                if digest in self.table:
+                    return FOLDED  # prefetched, and its keys went to the mark as it was read
+                self.extra.append(digest)
             m = self.loaded[digest] = self._load(digest)
         return m
 
@@ -297,6 +300,8 @@ class ManifestCache:
         try:
             data = self.store.read(layout.blob_data(digest), MAX_MANIFEST_BYTES)
         except FileNotFoundError:
+            if self.blobs is None and stat_quietly(self.store, layout.blob_dir(digest)) is None:
+                return NOT_LISTED  # as a listing would have it
             return Unusable("missing", "its blob directory has no data file")
         except StoreError as exc:
             if "larger than" in exc.message:
@@ -338,7 +343,9 @@ class _ReadAhead(Mapping[str, "Parsed | Unusable"]):
 def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 8,
          progress: Progress | None = None, protect_since: float | None = None,
          processes: int = 1, full: bool = True,
-         list_blobs: Callable[[], object] | None = None, keep_live: bool = True) -> MarkResult:
+         list_blobs: Callable[[], object] | None = None, keep_live: bool = True,
+         sift_blobs: Callable[[DigestKeys, Digests, list[str]], list[str]] | None = None
+         ) -> MarkResult:
     """Mark every blob reachable from a live manifest of any repository of ``inventory``.
 
     Reads each manifest blob once (in ``jobs`` threads of each of ``processes`` processes),
@@ -353,7 +360,19 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
     An inventory taken without its blob listing comes with ``list_blobs``, which makes it:
     here, while other processes read the manifests. Without ``keep_live``,
     ``MarkResult.live`` stays empty.
+
+    Or, for a gc without -m (not ``full``, not ``keep_live``), ``sift_blobs`` makes it once
+    the mark is done (:func:`regstore.inventory.sift_blobs`): from the marked keys, the
+    manifests read (a :class:`Digests`) and the others read, it keeps only what is unmarked
+    and says which manifests read it lacks, made missing here as the listing made during
+    the mark would have them.
     """
+    if sift_blobs is not None:
+        if full or delete_untagged or keep_live or list_blobs is not None or \
+                inventory.blobs_listed:
+            raise ValueError("a blob listing sifted by the mark is for a gc without -m, of "
+                             "an inventory taken without its blob listing")
+        return _mark_then_sift(store, inventory, jobs, progress, processes, sift_blobs)
     if delete_untagged and not inventory.tag_history:
         raise ValueError("a mark with delete_untagged needs the tags' history in the inventory")
     if inventory.blobs_listed == (list_blobs is not None):
@@ -389,6 +408,36 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
     if cache.table is not None:
         marking.append(cache.table.packed_keys())  # every revision is live: its own digest
     result.marked = DigestKeys(marking, consume=True)
+    result.manifests = cache.manifests()
+    return result
+
+
+def _mark_then_sift(store: Store, inventory: Inventory, jobs: int, progress: Progress | None,
+                    processes: int,
+                    sift: Callable[[DigestKeys, Digests, list[str]], list[str]]) -> MarkResult:
+    """:func:`mark` with ``sift_blobs``: every manifest read (none is known absent yet), the
+    mark made, then the blob listing sifted by it."""
+    cache = ManifestCache(store, None, jobs, full=False, fold=True)
+    repositories = inventory.repositories.values()
+    cache.prefetch(Digests.merged(r.revisions if isinstance(r.revisions, Digests) else
+                                  list(r.revisions) for r in repositories), progress, processes)
+    assert cache.table is not None
+    result = MarkResult()
+    marking = cache.marking
+    for repo in repositories:
+        _mark_folded_repository(repo, cache, result, marking)
+    marking.append(cache.table.packed_keys())
+    result.marked = DigestKeys(marking, consume=True)
+    lacking = sift(result.marked, cache.table, cache.extra)
+    # A manifest read, then not listed, is missing: the problems are those of a mark whose
+    # listing lacked it (what it referenced stays marked: more kept, never less).
+    if any(cache.loaded.get(d) != NOT_LISTED for d in lacking):
+        cache.loaded.update(dict.fromkeys(lacking, NOT_LISTED))
+        result.problems = []
+        for repo in repositories:
+            _mark_folded_repository(repo, cache, result, [])
+    # After the blob listing: a problem found there stops a sweep as well.
+    result.problems[:0] = inventory.blocking
     result.manifests = cache.manifests()
     return result
 

@@ -128,7 +128,11 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
                          "inventory")
     if not inventory.blobs_listed:
         raise ValueError("a plan needs the inventory's blob listing (inventory.list_blobs)")
-    plan = SweepPlan([], len(marks.marked), len(inventory.blobs))
+    if inventory.sifted_by is not None and inventory.sifted_by is not marks.marked:
+        # Sifted, the listing holds only what that mark left unmarked.
+        raise ValueError("the inventory's blob listing was sifted by another mark")
+    plan = SweepPlan([], len(marks.marked), len(inventory.blobs)
+                     if inventory.blob_count is None else inventory.blob_count)
     young = options.protect_since
 
     def is_young(st: Stat | None) -> bool:
@@ -183,6 +187,7 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
                 held_back.add(digest)  # a push may be using it right now
     for name, digest in links:
         item = PlanItem(LAYER_LINK, link_dirs[name, digest], digest,
+                        # (sifted, the listing has every unmarked blob: this one if listed)
                         "link to a missing blob" if digest not in inventory.blobs else
                         "link to a blob nothing live references", name)
         if digest in held_back:

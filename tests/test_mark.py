@@ -6,7 +6,7 @@ from regstore import layout
 from regstore.digestsets import Digests
 from regstore.inventory import take_inventory
 from regstore.manifest import DOCKER_LIST, OCI_MANIFEST, Manifest
-from regstore.mark import FOLDED, mark
+from regstore.mark import FOLDED, NOT_LISTED, mark
 from regstore.store import FilesystemStore
 from tests.builders import StoreBuilder, build_store, sha256
 
@@ -277,6 +277,43 @@ def test_a_manifest_the_late_blob_listing_lacks_is_missing_though_it_was_read(tm
     assert "not in the blob store" in marks.problems[0].message
     # What the other manifests reference stays marked.
     assert all(sha256(layer) in marks.marked for d, layer in images.items() if d != gone)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_manifest_gone_before_the_sifted_listing_is_missing_and_what_it_marked_stays(
+        tmp_path, processes):
+    import shutil
+
+    from regstore.inventory import sift_blobs
+
+    b = StoreBuilder(tmp_path)
+    images = {b.image("app", [b"layer %d" % n], tag=f"t{n}"): b"layer %d" % n for n in range(9)}
+    child, gone = list(images)[0], list(images)[5]  # an index's child, an image alone
+    index = b.index("app", [child, list(images)[1]], tag="multi")
+    store = FilesystemStore(tmp_path)
+    inv = take_inventory(store, blobs=False, compact=True)
+    seen = {}
+
+    def sift_after_losing_them(marked, read, more):
+        # as if the blobs had gone between the reads and the listing
+        for digest in (gone, child):
+            shutil.rmtree(b.path(layout.blob_dir(digest)))
+        seen["read"] = set(read) | set(more)
+        return sift_blobs(store, inv, marked, read, more, processes=processes)
+
+    marks = mark(store, inv, False, processes=processes, full=False, keep_live=False,
+                 sift_blobs=sift_after_losing_them)
+    assert seen["read"] == set(images) | {index}
+    assert sorted((p.kind, p.digest) for p in marks.problems) == \
+        sorted([("missing-manifest", gone), ("missing-manifest", child)])
+    assert all("not in the blob store" in p.message for p in marks.problems)
+    assert marks.manifests[gone] == marks.manifests[child] == NOT_LISTED
+    # What they referenced when they were read stays marked: more kept, never less.
+    assert all(sha256(layer) in marks.marked for layer in images.values())
+    assert inv.blobs_listed and gone not in inv.blobs and inv.blob_count == len(
+        take_inventory(store).blobs)
+    with pytest.raises(ValueError, match="without -m"):
+        mark(store, take_inventory(store, blobs=False), True, sift_blobs=sift_blobs)
 
 
 def test_keys_folded_in_many_slices_of_many_processes_are_all_marked(tmp_path):

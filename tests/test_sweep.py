@@ -85,7 +85,67 @@ def test_a_compact_inventory_marks_and_plans_what_a_whole_one_does(tmp_path):
         assert ("other", layer[:23] + "d" * 48) not in links
         assert [i.repository for i in keyed.of_kind(REPOSITORY)] == \
             (["gone"] if delete_untagged else [])
+        if not delete_untagged:
+            # As a gc without -m takes it: the blob listing made after the mark, sifted.
+            for processes in (1, 2):
+                inv, sifted, plan = gc_way(store, processes, options)
+                assert inv.blob_count == len(whole.blobs) and len(inv.blobs) < len(whole.blobs)
+                assert (sifted.marked, sifted.problems) == (one.marked, one.problems)
+                assert plan.items == exact.items and plan.protected == exact.protected
+                assert (plan.blobs_total, plan.marked) == \
+                    (exact.blobs_total, exact.marked)
     assert old in one.marked  # the unusable tag's history is kept
+
+
+def gc_way(store, processes, options=PlanOptions()):
+    """Inventory, mark and plan as ``regstore gc`` without -m takes them."""
+    from regstore.inventory import sift_blobs
+
+    inv = take_inventory(store, tag_history=options.empty_repositories, blobs=False,
+                         compact=True, processes=processes)
+    marks = mark(store, inv, False, jobs=2, processes=processes, full=False, keep_live=False,
+                 sift_blobs=lambda marked, read, more: sift_blobs(
+                     store, inv, marked, read, more, processes=processes))
+    return inv, marks, build_plan(store, inv, marks, options)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_blob_listing_sifted_by_the_mark_plans_and_finds_what_a_whole_one_does(tmp_path,
+                                                                                 processes):
+    from tests.support import copy_fixture
+
+    root = copy_fixture("mixed", tmp_path / "mixed")
+    b = StoreBuilder(root)
+    lost = b.image("app", [b"its manifest is lost"], tag="lost")
+    b.image("app", [b"v2"], tag="v2")
+    for n in range(30):
+        b.layer("orphans", b"orphan %d" % n)
+    # What the blob store holds besides blobs: a stray file, a blob under another prefix,
+    # a symlink; and a live manifest whose blob is gone.
+    blobs = b.path(layout.BLOBS) / "sha256"
+    (blobs / "stray.txt").write_text("x")
+    other = b.layer("elsewhere", b"misfiled")
+    os.rename(blobs / other[7:9] / other[7:], blobs / ("00" if other[7:9] != "00" else "01") /
+              other[7:])
+    os.symlink("/nonexistent", blobs / "ab" / ("ab" + "0" * 62))
+    import shutil
+    shutil.rmtree(b.path(layout.blob_dir(lost)))
+    store = FilesystemStore(root)
+    whole = take_inventory(store)
+    one = mark(store, whole, False)
+    exact = build_plan(store, whole, one, PlanOptions())
+    inv, sifted, plan = gc_way(store, processes)
+    assert [f.key for f in inv.findings] == [f.key for f in whole.findings] and \
+        {f.kind for f in inv.findings} >= {"stray-entry", "symlink"}
+    assert (sifted.marked, sifted.problems) == (one.marked, one.problems)
+    assert [(p.kind, p.digest) for p in sifted.problems] == [("missing-manifest", lost)]
+    assert "not in the blob store" in sifted.problems[0].message
+    assert plan.items == exact.items and len(plan.of_kind(BLOB)) >= 30
+    assert inv.blob_count == len(whole.blobs) and set(inv.blobs) == set(
+        i.digest for i in exact.of_kind(BLOB)) | {i.digest for i in exact.of_kind(LAYER_LINK)
+                                                  if i.digest in whole.blobs}
+    with pytest.raises(ValueError, match="another mark"):
+        build_plan(store, inv, one, PlanOptions())
 
 
 def test_untagged_manifest_goes_with_its_tag_history(tmp_path):
