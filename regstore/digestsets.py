@@ -518,8 +518,9 @@ class DigestsJoin:
 class DigestColumn:
     """A sequence of digests or None, sha256 digests packed, 32 bytes each; anything else
     (None, a digest of another algorithm) kept beside them by position. Each item is made a
-    string anew when asked for: a compact inventory's tags point at 128k manifests of a
-    million-blob store, whose strings, shared with nothing, took 15 MB."""
+    string anew when asked for: the 128k tags of a million-blob store point at manifests
+    whose strings, once a compact inventory's revisions no longer share them, would take up
+    to 15 MB."""
 
     __slots__ = ("_sha256", "_odd")
 

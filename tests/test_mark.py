@@ -288,16 +288,19 @@ def test_a_manifest_gone_before_the_sifted_listing_is_missing_and_what_it_marked
 
     b = StoreBuilder(tmp_path)
     images = {b.image("app", [b"layer %d" % n], tag=f"t{n}"): b"layer %d" % n for n in range(9)}
-    child, gone = list(images)[0], list(images)[5]  # an index's child, an image alone
+    child = list(images)[0]  # an index's child
     index = b.index("app", [child, list(images)[1]], tag="multi")
+    # An image alone, the only blob of its prefix directory: the directory goes with it.
+    gone = next(d for d in list(images)[2:]
+                if len(os.listdir(b.path(layout.blob_dir(d)).parent)) == 1)
     store = FilesystemStore(tmp_path)
     inv = take_inventory(store, blobs=False, compact=True)
     seen = {}
 
     def sift_after_losing_them(marked, read, more):
         # as if the blobs had gone between the reads and the listing
-        for digest in (gone, child):
-            shutil.rmtree(b.path(layout.blob_dir(digest)))
+        shutil.rmtree(b.path(layout.blob_dir(child)))
+        shutil.rmtree(b.path(layout.blob_dir(gone)).parent)
         seen["read"] = set(read) | set(more)
         return sift_blobs(store, inv, marked, read, more, processes=processes)
 
