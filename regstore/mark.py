@@ -141,28 +141,10 @@ class ManifestCache:
             return
         todo = sorted(d for d in set(digests) if d not in self.loaded)
         if processes > 1 and self.store.forkable:
-            listed, listings = self.blobs, []
-            if meanwhile is not None:
-                self.blobs = None  # the other processes read every manifest
-            pools = PoolPerProcess(self.jobs, self.store.waits)
-
             # A process that took the parent's strings (the repositories' revisions) would
             # write to their pages by taking a reference, and a page written by either
             # process is copied: the revisions' 30 MB of pages twice at a million blobs.
-            strings = packed_copy(todo)
-
-            def share(part: range) -> Shipment:
-                # Into the cache here, once all is back: a child that kept what it read
-                # held its share of the manifests to the end (25 MB at a million blobs).
-                return Shipment(self._load_all(strings(part.start, part.stop),
-                                               pool=pools.get(), keep=False))
-
-            try:
-                listing = (lambda: listings.append(meanwhile())) if meanwhile else None
-                loaded = fork_map(share, range(len(todo)), processes, listing)
-            finally:
-                self.blobs = listings[0] if listings else listed
-                pools.close()
+            loaded = self._read_forked(packed_copy(todo), len(todo), processes, meanwhile)
             # A manifest read though the listing lacks it is made missing; keys it folded
             # stay marked (more kept, never less), and so do those of its slice.
             gone = set(self.blobs.missing(todo)) if meanwhile is not None else set()
@@ -177,31 +159,14 @@ class ManifestCache:
     def _prefetch_table(self, digests: Iterable[str], progress: Progress | None,
                         processes: int, meanwhile: Callable[[], Digests] | None) -> None:
         """:meth:`prefetch` for a folding cache: the digests read from their packed table,
-        made strings a slice at a time by the process that reads them."""
+        made strings a slice at a time by the process that reads them (the table is read,
+        not written, by a child: none of its pages is copied)."""
         if self.table is not None:
             raise ValueError("a folding cache prefetches once")
         table = self.table = digests if isinstance(digests, Digests) else \
             Digests.merged([digests])
         if processes > 1 and self.store.forkable:
-            listed, listings = self.blobs, []
-            if meanwhile is not None:
-                self.blobs = None  # the other processes read every manifest
-            pools = PoolPerProcess(self.jobs, self.store.waits)
-
-            def share(part: range) -> Shipment:
-                # The packed table is read, not written, by a child: none of its pages is
-                # copied (a list of the parent's strings had been, taking a reference each).
-                # The keys folded in the part as one chunk, large enough to be a mapping of
-                # its own: let go as the mark's keys are joined (DigestKeys(consume=True)).
-                return Shipment(_one_folded(self._load_all(
-                    table.strings(part.start, part.stop), pool=pools.get(), keep=False)))
-
-            try:
-                listing = (lambda: listings.append(meanwhile())) if meanwhile else None
-                loaded = fork_map(share, range(len(table)), processes, listing)
-            finally:
-                self.blobs = listings[0] if listings else listed
-                pools.close()
+            loaded = self._read_forked(table.strings, len(table), processes, meanwhile)
             self._keep(table, loaded, self._not_listed(table) if meanwhile else ())
             if progress:
                 progress(len(table))
@@ -209,6 +174,31 @@ class ManifestCache:
             if meanwhile is not None:
                 self.blobs = meanwhile()
             self._load_all(table.strings(0, len(table)), progress)
+
+    def _read_forked(self, strings: Callable[[int, int], list[str]], n: int, processes: int,
+                     meanwhile: Callable[[], Digests] | None) -> list[Parsed | Unusable | None]:
+        """What :meth:`_load_all` gives for the ``n`` digests that ``strings(start, stop)``
+        makes, read in ``processes`` processes; ``meanwhile`` (see :meth:`prefetch`) here,
+        its listing the cache's from then on."""
+        listed, listings = self.blobs, []
+        if meanwhile is not None:
+            self.blobs = None  # the other processes read every manifest
+        pools = PoolPerProcess(self.jobs, self.store.waits)
+
+        def share(part: range) -> Shipment:
+            # Into the cache here, once all is back: a child that kept what it read held its
+            # share of the manifests to the end (25 MB at a million blobs). The keys folded
+            # in the part as one chunk, large enough to be a mapping of its own: let go as
+            # the mark's keys are joined (DigestKeys(consume=True)).
+            return Shipment(_one_folded(self._load_all(strings(part.start, part.stop),
+                                                       pool=pools.get(), keep=False)))
+
+        try:
+            listing = (lambda: listings.append(meanwhile())) if meanwhile else None
+            return fork_map(share, range(n), processes, listing)
+        finally:
+            self.blobs = listings[0] if listings else listed
+            pools.close()
 
     def _not_listed(self, table: Digests) -> list[str]:
         """Those of ``table`` the blob listing lacks, looked up a slice of strings at a time."""
