@@ -167,6 +167,18 @@ class DigestKeys:
         starts = {f"{key:0{_KEY_HEX}x}" for key in keys}
         return [h for h in hashes if h[:_KEY_HEX] in starts]
 
+    @staticmethod
+    def key_of(digest: str) -> int:
+        """The key of ``digest`` (a valid digest), as a native int."""
+        return int(digest[_HASH_AT:_HASH_AT + _KEY_HEX], 16)
+
+    def common(self, other: DigestKeys) -> list[int]:
+        """The keys of ``other`` that are in this set too, in order, as native ints."""
+        if not len(self._keys) or not len(other._keys):
+            return []
+        at = np.minimum(np.searchsorted(self._keys, other._keys), len(self._keys) - 1)
+        return other._keys[self._keys[at] == other._keys].tolist()
+
     def covers(self, other: DigestKeys) -> bool:
         """Whether every key of ``other`` is in this set."""
         return not len(self._absent_keys(other._keys))

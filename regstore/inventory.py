@@ -251,12 +251,14 @@ def list_blobs(store: Store, inv: Inventory, progress: Progress | None = None,
     inv.blobs_listed = True
 
 
-def scan_repositories(store: Store, jobs: int = 1) -> Inventory:
-    """The repositories part of an inventory only (no blob listing), for re-checks."""
-    inv = Inventory()
+def scan_repositories(store: Store, jobs: int = 1, tag_history: bool = True,
+                      compact: bool = False) -> Inventory:
+    """The repositories part of an inventory only (no blob listing), in one process, for
+    re-checks; the arguments as :func:`take_inventory`'s."""
+    inv = Inventory(tag_history=tag_history, blobs_listed=False, compact=compact)
     pool, reads = IOPool(jobs, store.waits), IOPool(jobs, store.waits)
     try:
-        _scan_repositories(store, inv, lambda n: None, pool, reads)
+        _scan_repositories(store, inv, lambda n: None, pool, reads, 1, tag_history, compact)
     finally:
         pool.close()
         reads.close()
@@ -388,8 +390,8 @@ class _Scanned(list):  # type: ignore[type-arg]
     """The (repository, notes) pairs of a chunk scanned in another process, sent back as
     plain tuples and made again by one function: the default pickling of each repository and
     tag (a dataclass with slots) was slower than the strings they hold (a compact inventory's
-    tags go as their :class:`TagTable`, which pickles as it is held). On arrival, their
-    digests are made the interpreter's shared strings again: one that comes back from
+    revisions and tags go packed, as they are held). On arrival, the digests that come as
+    strings are made the interpreter's shared strings again: one that comes back from
     another process holds copies, 120 bytes each, of what the blob listing holds."""
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:

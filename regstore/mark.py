@@ -600,21 +600,31 @@ def late_references(store: Store, inventory: Inventory, since: float,
                     jobs: int = 8) -> Callable[[set[str]], set[str]]:
     """A re-check for a sweep under way: which of some digests the repositories need now.
 
-    Each call lists the repositories again and keeps, of the digests asked about, every one
-    that is linked into a repository anew or by a link written at or after ``since``, and
-    every one reachable from a revision or tag target that was not in ``inventory``. A new
-    manifest that cannot be understood keeps every digest asked about: when in doubt, keep.
-    """
+    Each call lists the repositories again (without the tags' histories, and compact if
+    ``inventory`` is) and keeps, of the digests asked about, every one that is linked into a
+    repository anew or by a link written at or after ``since``, and every one reachable from
+    a revision or tag target that was not in ``inventory``. A new manifest that cannot be
+    understood keeps every digest asked about: when in doubt, keep.
+
+    One process lists them: at a million blobs in 7.6-7.8 s and 205 MB for the whole gc,
+    where two took 8.4-8.8 s and 246-307 MB (the other process's own memory on top)."""
     from regstore.inventory import scan_repositories
 
     def needed(digests: set[str]) -> set[str]:
-        now = scan_repositories(store, jobs)
+        now = scan_repositories(store, jobs, tag_history=False, compact=inventory.compact)
         if now.blocking:
             return set(digests)
         keep: set[str] = set()
+        asked = DigestKeys.of(digests)
+        by_key: dict[int, list[str]] = {}
+        for digest in digests:
+            by_key.setdefault(DigestKeys.key_of(digest), []).append(digest)
         for repo in now.repositories.values():
             before = inventory.repositories.get(repo.name) or Repository(repo.name)
-            linked = digests.intersection(repo.layers)
+            # Where the links are known by their keys only, a digest asked about whose key is
+            # linked counts as linked: more kept, never less.
+            linked = digests.intersection(repo.layers) if isinstance(repo.layers, Digests) \
+                else {d for key in asked.common(repo.layers) for d in by_key[key]}
             for digest in linked:
                 # Where the inventory kept the links' keys only, a new link sharing the key
                 # of one before is still kept if it was written since.

@@ -247,6 +247,14 @@ def test_a_merge_of_sets_in_any_order_is_their_union(parts, loose):
     assert merged.packed_keys() == pack(merged)
 
 
+@given(MEMBERS, MEMBERS)
+def test_the_keys_two_sets_have_in_common_are_found_in_order(a, b):
+    one, other = DigestKeys.of(a), DigestKeys.of(b)
+    expected = sorted({DigestKeys.key_of(d) for d in a} & {DigestKeys.key_of(d) for d in b})
+    assert one.common(other) == other.common(one) == expected
+    assert all(DigestKeys.key_of(d) == int(key(d), 16) for d in a)
+
+
 @given(MEMBERS, st.sampled_from(["", "sha256:", "sha256:0", "sha256:00", "sha256:ab", "sha256:aA",
                                   "sha256:abc", "sha512:", "sha384:5", "sha256:zz"]))
 def test_the_digests_starting_with_a_text_are_found_in_order(members, text):

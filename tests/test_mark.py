@@ -334,6 +334,30 @@ def test_keys_folded_in_many_slices_of_many_processes_are_all_marked(tmp_path):
         assert many.marked == one.marked and all(sha256(x) in many.marked for x in layers)
 
 
+def test_the_late_check_of_a_compact_inventory_keeps_what_a_whole_one_keeps(tmp_path):
+    import time
+
+    from regstore.mark import late_references
+
+    b = StoreBuilder(tmp_path)
+    b.image("app", [b"live"], tag="v1")
+    old, anew, pushed, touched, keyed = (b.layer("app", b"orphan %d" % n) for n in range(5))
+    twin = old[:23] + ("0" if old[23] != "0" else "1") * 48  # old's key, never linked
+    store = FilesystemStore(tmp_path)
+    whole, compact = take_inventory(store), take_inventory(store, compact=True, blobs=False)
+    since = time.time()
+    time.sleep(0.01)
+    b.link_layer("other", anew)  # linked anew, in a repository new since
+    b.image("app", [b"orphan 2"], tag="v2")  # referenced by a manifest pushed since
+    os.utime(b.path(layout.layer_link("app", touched)))  # its link written again
+    keyed_twin = keyed[:23] + ("0" if keyed[23] != "0" else "1") * 48
+    b.link_layer("app", keyed_twin)  # a new link sharing the key of one before
+    asked = {old, anew, pushed, touched, keyed, twin, keyed_twin}
+    kept = [late_references(store, inv, since, jobs=2)(set(asked))
+            for inv in (whole, compact)]
+    assert kept[0] == kept[1] == {anew, pushed, touched, keyed_twin}
+
+
 def test_without_tag_history_a_plain_gc_plans_the_same_and_nothing_needing_it_runs(tmp_path):
     from tests.support import copy_fixture
 
