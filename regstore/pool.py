@@ -188,7 +188,7 @@ def fork_map(fn: Callable[[list[_T]], list[_R]], items: Iterable[_T],
     children: list[tuple[int, int]] = []
     parts: list[tuple[int, list[_R]]] = []
     try:
-        for _ in range(processes - here):
+        for _ in range(processes if not here else processes - 1):
             children.append(_fork_child(take))
         if meanwhile is not None:
             meanwhile()
