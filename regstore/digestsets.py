@@ -174,10 +174,7 @@ class DigestKeys:
 
     def common(self, other: DigestKeys) -> list[int]:
         """The keys of ``other`` that are in this set too, in order, as native ints."""
-        if not len(self._keys) or not len(other._keys):
-            return []
-        at = np.minimum(np.searchsorted(self._keys, other._keys), len(self._keys) - 1)
-        return other._keys[self._keys[at] == other._keys].tolist()
+        return np.delete(other._keys, self._absent_keys(other._keys)).tolist()
 
     def covers(self, other: DigestKeys) -> bool:
         """Whether every key of ``other`` is in this set."""
@@ -540,8 +537,7 @@ class DigestColumn:
         odd: dict[int, str | None] = {}
         hexes: list[str] = []
         for i, item in enumerate(items):
-            if item is not None and item.startswith(_SHA256) and \
-                    len(item) == _HASH_AT + 2 * _RECORD and _canonical_hex(item[_HASH_AT:]):
+            if item is not None and item.startswith(_SHA256) and is_digest(item):
                 hexes.append(item[_HASH_AT:])
             else:
                 odd[i] = item

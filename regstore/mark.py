@@ -379,8 +379,7 @@ def mark(store: Store, inventory: Inventory, delete_untagged: bool, jobs: int = 
     repositories = inventory.repositories.values()
     # Folding, the revisions are prefetched from their packed table (a compact inventory's
     # are packed already): no string is made for each beforehand.
-    cache.prefetch(Digests.merged(r.revisions if isinstance(r.revisions, Digests) else
-                                  list(r.revisions) for r in repositories) if fold else
+    cache.prefetch(Digests.merged(r.revisions for r in repositories) if fold else
                    (d for r in repositories for d in r.revisions), progress,
                    processes, listing if list_blobs is not None else None)
     # Read after any blob listing: a problem found there stops a sweep as well.
@@ -409,8 +408,7 @@ def _mark_then_sift(store: Store, inventory: Inventory, jobs: int, progress: Pro
     mark made, then the blob listing sifted by it."""
     cache = ManifestCache(store, None, jobs, full=False, fold=True)
     repositories = inventory.repositories.values()
-    cache.prefetch(Digests.merged(r.revisions if isinstance(r.revisions, Digests) else
-                                  list(r.revisions) for r in repositories), progress, processes)
+    cache.prefetch(Digests.merged(r.revisions for r in repositories), progress, processes)
     assert cache.table is not None
     result = MarkResult()
     marking = cache.marking
