@@ -185,10 +185,11 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
             st = Stat(0, mtime) if mtime is not None else link_stats[name, digest]
             if is_young(st):
                 held_back.add(digest)  # a push may be using it right now
+    # (sifted, the listing has every unmarked blob: a linked one if listed)
+    blobless = set(inventory.blobs.missing(sorted({digest for _, digest in links})))
     for name, digest in links:
         item = PlanItem(LAYER_LINK, link_dirs[name, digest], digest,
-                        # (sifted, the listing has every unmarked blob: this one if listed)
-                        "link to a missing blob" if digest not in inventory.blobs else
+                        "link to a missing blob" if digest in blobless else
                         "link to a blob nothing live references", name)
         if digest in held_back:
             plan.protected.append(_protected(item, "it or its blob is younger than the grace "

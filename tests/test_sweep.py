@@ -35,7 +35,9 @@ def test_plan_lists_orphans_with_sizes_and_links_to_missing_blobs(tmp_path, comp
     b.link_layer("app", ghost)  # link whose blob is already gone
     _, plan = plan_for(tmp_path, compact=compact)
     assert [(i.kind, i.digest, i.size) for i in plan.of_kind(BLOB)] == [(BLOB, orphan, 5)]
-    assert sorted(i.digest for i in plan.of_kind(LAYER_LINK)) == sorted([orphan, ghost])
+    assert sorted((i.digest, i.reason) for i in plan.of_kind(LAYER_LINK)) == sorted([
+        (orphan, "link to a blob nothing live references"),
+        (ghost, "link to a missing blob")])
     assert plan.blob_bytes == 5
 
 
