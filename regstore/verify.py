@@ -821,6 +821,10 @@ class _Run:
                 self.progress("hashing", n, total)
 
         def work() -> None:
+            # One buffer a thread, filled again for every blob: a new one per blob was a
+            # mapping of its own (regstore.cli.MMAP_THRESHOLD), its pages zeroed by the
+            # kernel each time.
+            buffer = bytearray(CHUNK_SIZE)
             try:
                 while not stop.is_set():
                     if deadline is not None and self.clock() >= deadline:
@@ -830,7 +834,7 @@ class _Run:
                         digest = queue.popleft()
                     except IndexError:
                         return
-                    outcome = self._hash_blob(digest, stop, deadline, on_bytes)
+                    outcome = self._hash_blob(digest, stop, deadline, on_bytes, buffer)
                     with lock:
                         if not self._note_outcome(digest, outcome):
                             unfinished.append(True)
@@ -878,10 +882,11 @@ class _Run:
         return True
 
     def _hash_blob(self, digest: str, stop: threading.Event, deadline: float | None,
-                   on_bytes: Callable[[int], None]) -> _Hashed | _Failed:
+                   on_bytes: Callable[[int], None], buffer: bytearray) -> _Hashed | _Failed:
+        """Hash ``digest``'s data, read into ``buffer`` (the calling thread's) a chunk at a
+        time."""
         algorithm = digest.split(":", 1)[0]
         h = hashlib.new(algorithm)
-        buffer = bytearray(CHUNK_SIZE)
         view = memoryview(buffer)
         size = 0
         try:
