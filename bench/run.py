@@ -256,16 +256,25 @@ def baseline_rss(python: str, tmp: Path, runs: int = 5) -> dict[str, int]:
 
 SHA256_RATE = """
 import hashlib, os, sys, time
-buffer = os.urandom(256 * 1024 * 1024)
+size = int(sys.argv[2])
+buffer = os.urandom(size)
+calls = max(1, (256 << 20) // size)  # 256 MiB hashed per timing, whatever the buffer
 best, deadline = 0.0, time.perf_counter() + float(sys.argv[1])
 while True:
     start = time.perf_counter()
-    hashlib.sha256(buffer).digest()
-    best = max(best, len(buffer) / (time.perf_counter() - start))
+    for _ in range(calls):
+        hashlib.sha256(buffer).digest()
+    best = max(best, size * calls / (time.perf_counter() - start))
     if time.perf_counter() > deadline:
         break
 print(best)
 """
+
+#: The buffer of the machine's sha256 limit (issue #5: "a large buffer"), and that of its
+#: rate on data in the processor's cache, as a verify thread's 1 MiB read buffer is: on a
+#: machine whose memory is slow beside its hashing, the second is the higher (bench/README.md).
+LIMIT_BUFFER = 256 << 20
+CACHED_BUFFER = 1 << 20
 
 
 READ_HASH_RATE = """
@@ -306,12 +315,13 @@ def read_hash_rate(python: str, root: Path, jobs: int) -> float:
     return float(done.stdout)
 
 
-def sha256_rate(python: str, seconds: float = 2.0) -> float:
-    """Bytes per second one thread of hashlib sha256 hashes over a 256 MiB buffer in memory
-    (the best of repeated passes), measured in a child so that the buffer never inflates this
-    process, whose memory the kernel would count into the next child's peak RSS."""
-    done = subprocess.run([python, "-c", SHA256_RATE, str(seconds)], capture_output=True,
-                          text=True, check=True)
+def sha256_rate(python: str, seconds: float = 2.0, size: int = LIMIT_BUFFER) -> float:
+    """Bytes per second one thread of hashlib sha256 hashes over a buffer of ``size`` bytes in
+    memory, 256 MiB at a time (the best of repeated passes), measured in a child so that the
+    buffer never inflates this process, whose memory the kernel would count into the next
+    child's peak RSS."""
+    done = subprocess.run([python, "-c", SHA256_RATE, str(seconds), str(size)],
+                          capture_output=True, text=True, check=True)
     return float(done.stdout)
 
 
@@ -539,8 +549,10 @@ def gc_case(ctx: Context, config: Path, record: dict[str, Any], untagged: bool) 
 
 
 def verify_case(ctx: Context, config: Path, record: dict[str, Any],
-                hash_rate: float) -> dict[str, Any]:
-    """regstore verify, a full re-hash, in GB/s against this machine's sha256 on the jobs used."""
+                hash_rate: float, cached_rate: float) -> dict[str, Any]:
+    """regstore verify, a full re-hash, in GB/s against this machine's sha256 on the jobs used:
+    over a large buffer (``hash_rate``, bytes per second of one thread) and over one in the
+    processor's cache (``cached_rate``)."""
     help_run = subprocess.run(ctx.regstore + ["verify", "--help"], capture_output=True, text=True)
     if help_run.returncode != 0:
         return {"skipped": "`regstore verify --help` failed: this regstore has no verify yet"}
@@ -563,7 +575,9 @@ def verify_case(ctx: Context, config: Path, record: dict[str, Any],
             "bytes_hashed": hashed, "blobs_hashed": summary.get("blobs_hashed"),
             "exit_code": report.get("exit_code"), "errors": summary.get("errors"),
             "gb_per_s": rate / 1e9, "limit_gb_per_s": hash_rate * cores / 1e9,
-            "share_of_limit": rate / (hash_rate * cores)}
+            "share_of_limit": rate / (hash_rate * cores),
+            "cached_limit_gb_per_s": cached_rate * cores / 1e9,
+            "share_of_cached_limit": rate / (cached_rate * cores)}
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -669,25 +683,34 @@ def markdown(doc: dict[str, Any]) -> str:
                    ("skipped" in s and "verify" in s["for"])]
     if verify_rows:
         lines += ["", "| blobs | verify --jobs | median | hashed | throughput | machine limit⁴ "
-                      "| share | read+hash⁵ | its share of the limit | verify's share of it "
-                      "| exit |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                      "| share | in-cache limit⁵ | share | read+hash⁶ | its share of the higher limit "
+                      "| verify's share of it | exit |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for size, v in verify_rows:
             n = size["blobs"]
             if "skipped" in v:
-                lines.append(f"| {n:,} | {v['skipped']} ||||||||||")
+                lines.append(f"| {n:,} | {v['skipped']} ||||||||||||")
                 continue
+            cached = (f"{v['cached_limit_gb_per_s']:.2f} GB/s | "
+                      f"{v['share_of_cached_limit']:.0%}"
+                      if "cached_limit_gb_per_s" in v else "– | –")
+            higher = max(v['limit_gb_per_s'], v.get('cached_limit_gb_per_s', 0.0))
             read_hash = (f"{v['read_hash_gb_per_s']:.2f} GB/s | "
-                         f"{v['read_hash_gb_per_s'] / v['limit_gb_per_s']:.0%} | "
+                         f"{v['read_hash_gb_per_s'] / higher:.0%} | "
                          f"{v['share_of_read_hash']:.0%}"
                          if "read_hash_gb_per_s" in v else "– | – | –")
             lines.append(f"| {n:,} | {v['jobs']} | {_range(v['regstore'])} | "
                          f"{_mb(v['bytes_hashed'])} | {v['gb_per_s']:.2f} GB/s | "
                          f"{v['limit_gb_per_s']:.2f} GB/s | {v['share_of_limit']:.0%} | "
-                         f"{read_hash} | {v['exit_code']} |")
+                         f"{cached} | {read_hash} | {v['exit_code']} |")
         lines += ["", f"⁴ one thread of hashlib sha256 over 256 MiB in memory: "
                       f"{doc['sha256_gb_per_s']:.2f} GB/s, times min(jobs, CPUs).",
-                  "⁵ the same number of threads doing nothing but read (1 MiB readinto, one "
+                  f"⁵ one thread of hashlib sha256 over a 1 MiB buffer, hashed again and again "
+                  f"(in the processor's cache, as a verify thread's read buffer is): "
+                  f"{doc.get('sha256_cached_gb_per_s', 0):.2f} GB/s, times min(jobs, CPUs). "
+                  "Where memory is slow beside hashing, this one is the higher: verify is "
+                  "judged against the higher of the two.",
+                  "⁶ the same number of threads doing nothing but read (1 MiB readinto, one "
                   "buffer a thread) and sha256 each blob file of the store, best of two passes: "
                   "what reading through the page cache leaves of the limit, before any cost of "
                   "verify's own."]
@@ -842,8 +865,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "baseline_rss": baseline_rss(sys.executable, tmp), "rss": rss_method(),
             "sizes": [],
         }
-        hash_rate = sha256_rate(sys.executable) if "verify" in cases else 0.0
-        doc["sha256_gb_per_s"] = hash_rate / 1e9
+        hash_rates = (sha256_rate(sys.executable), sha256_rate(sys.executable,
+                                                              size=CACHED_BUFFER)) \
+            if "verify" in cases else (0.0, 0.0)
+        doc["sha256_gb_per_s"], doc["sha256_cached_gb_per_s"] = (r / 1e9 for r in hash_rates)
         # (blobs, root or None, how it was obtained or why it was skipped, cases)
         roots: list[tuple[int, Path | None, str, list[str]]] = []
         if args.store:
@@ -868,7 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 doc["sizes"].append({"blobs": blobs, "skipped": how, "cases": {},
                                      "for": its_cases})
                 continue
-            doc["sizes"].append(measure(ctx, root, how, its_cases, hash_rate))
+            doc["sizes"].append(measure(ctx, root, how, its_cases, hash_rates))
     doc["machine"]["load_average_end"] = os.getloadavg()
     text = markdown(doc)
     print(text)
@@ -878,7 +903,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def measure(ctx: Context, root: Path, how: str, cases: list[str],
-            hash_rate: float) -> dict[str, Any]:
+            hash_rates: tuple[float, float]) -> dict[str, Any]:
     """Every case on the store at ``root``."""
     record = json.loads((root / RECORD_NAME).read_text())
     config = write_registry_config(root / CONFIG_NAME, root)
@@ -907,7 +932,7 @@ def measure(ctx: Context, root: Path, how: str, cases: list[str],
                 result["note"] = (f"the store holds {result['regstore_blobs_total']} blobs, its "
                                   f"record says {n}: it changed since it was generated")
         else:
-            result = verify_case(ctx, config, record, hash_rate)
+            result = verify_case(ctx, config, record, *hash_rates)
             if "skipped" in result:
                 ctx.say(f"  verify: {result['skipped']}")
         size["cases"][case] = result
