@@ -44,3 +44,39 @@ def test_a_tag_table_answers_as_the_dict_of_tags_it_was_made_from(spec):
     assert all(t.current is shared[t.name][0] for t in copies.values() if tags[t.name].index
                or not tags[t.name].valid_name or tags[t.name].bad_link)
     assert all(any(d is s for s in shared[t.name][1]) for t in copies.values() for d in t.index)
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_each_repository_gives_what_an_inventory_lists(tmp_path, compact):
+    import os
+
+    from regstore import layout
+    from regstore.findings import Finding
+    from regstore.inventory import Repository, each_repository, take_inventory
+    from regstore.store import FilesystemStore
+    from tests.support import copy_fixture
+
+    root = copy_fixture("mixed", tmp_path / "mixed")
+    v2 = root / "docker/registry/v2"
+    hex64 = "ab" * 32
+    (v2 / "repositories/App/_manifests/revisions/sha256" / hex64).mkdir(parents=True)
+    os.symlink(tmp_path, v2 / "repositories/evil")  # an error of the tree
+    (v2 / "repositories/stray-file").write_bytes(b"x")  # a hint
+    tags = v2 / layout.tags_dir(next(p.name for p in (v2 / "repositories").iterdir()
+                                     if (p / "_manifests/tags").is_dir()))
+    (tags / "bad@tag").mkdir()  # a repository's own finding
+    store = FilesystemStore(root)
+    whole = take_inventory(store, tag_history=False, blobs=False, compact=compact)
+    items = list(each_repository(store, jobs=2, tag_history=False, compact=compact))
+    repos = [r for r in items if isinstance(r, Repository)]
+    findings = [f for f in items if isinstance(f, Finding)]
+    assert len(repos) + len(findings) == len(items)
+    assert [r.name for r in repos] == list(whole.repositories)
+    for repo in repos:
+        other = whole.repositories[repo.name]
+        assert (set(repo.revisions), sorted(repo.tags.items()), repo.uploads) == \
+            (set(other.revisions), sorted(other.tags.items()), other.uploads)
+        assert repo.layers == other.layers
+    assert sorted(map(repr, findings)) == sorted(map(repr, whole.blocking + whole.findings))
+    assert {f.kind for f in findings} >= {"symlink", "invalid-repository-name",
+                                           "stray-entry", "invalid-tag-name"}

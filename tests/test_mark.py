@@ -358,6 +358,35 @@ def test_the_late_check_of_a_compact_inventory_keeps_what_a_whole_one_keeps(tmp_
     assert kept[0] == kept[1] == {anew, pushed, touched, keyed_twin}
 
 
+@pytest.mark.parametrize("where", ["tree", "first repository", "last repository"])
+def test_the_late_check_keeps_everything_asked_when_the_store_cannot_be_read_whole(tmp_path,
+                                                                                where):
+    import time
+
+    from regstore.mark import late_references
+
+    b = StoreBuilder(tmp_path)
+    for name in ("aaa", "mmm", "zzz"):
+        b.image(name, [b"live " + name.encode()], tag="v1")
+    orphans = {b.layer("mmm", b"orphan %d" % n) for n in range(3)}
+    store = FilesystemStore(tmp_path)
+    since = time.time()
+    inventories = [take_inventory(store, compact=compact, blobs=False)
+                   for compact in (False, True)]
+    for inv in inventories:
+        assert late_references(store, inv, since)(set(orphans)) == set()
+    # Found now, an error (a symlink the registry would follow) wherever the walk meets it:
+    # what the rest of the store needs cannot be known, so every digest asked about stays.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = {"tree": b.path("repositories") / "evil",
+            "first repository": b.path(layout.tags_dir("aaa")) / "evil",
+            "last repository": b.path(layout.tags_dir("zzz")) / "evil"}[where]
+    os.symlink(outside, link)
+    for inv in inventories:
+        assert late_references(store, inv, since)(set(orphans)) == orphans
+
+
 def test_without_tag_history_a_plain_gc_plans_the_same_and_nothing_needing_it_runs(tmp_path):
     from tests.support import copy_fixture
 
