@@ -254,10 +254,11 @@ def list_blobs(store: Store, inv: Inventory, progress: Progress | None = None,
 def each_repository(store: Store, jobs: int = 1, tag_history: bool = True,
                     compact: bool = False) -> Iterator[Repository | Finding]:
     """The repositories of ``store`` one at a time, each once scanned, and the findings of
-    the scan (a repository's just before it), in one process, for re-checks: what one
-    repository holds is let go once the caller has looked at it (a million-blob store's
-    repositories listed whole took 90 MB on top of the gc's own). The arguments as
-    :func:`take_inventory`'s; the repositories and findings the same as its."""
+    the scan (the tree's first, a repository's just before it), in one process, for
+    re-checks: what one repository holds is let go once the caller has looked at it (a
+    million-blob store's repositories listed whole took 80 MB on top of the gc's own). The
+    arguments as :func:`take_inventory`'s, and the same repositories and findings as it
+    lists."""
     pool, reads = IOPool(jobs, store.waits), IOPool(jobs, store.waits)
     try:
         found: list[tuple[str, dict[str, str]]] = []

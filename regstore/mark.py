@@ -606,10 +606,10 @@ def late_references(store: Store, inventory: Inventory, since: float,
     was not in ``inventory``. A new manifest that cannot be understood, or a part of the store
     that cannot be listed now, keeps every digest asked about: when in doubt, keep.
 
-    One process lists them: two took longer and more memory (at a million blobs 8.4-8.8 s
-    and 246-307 MB for the whole gc, against 7.6-7.8 s and 205 MB, when each re-check held
-    a whole listing; one repository at a time, a real sweep there peaks at 161 MB, against
-    240 MB then)."""
+    One process lists them, a repository at a time: a real sweep of a million-blob store
+    peaks at 161 MB, where whole listings took it to 240 MB. (Two processes had taken longer
+    and more memory: 8.4-8.8 s and 246-307 MB for the whole gc against 7.6-7.8 s and 205 MB,
+    with whole listings.)"""
     def needed(digests: set[str]) -> set[str]:
         keep: set[str] = set()
         asked = DigestKeys.of(digests)
