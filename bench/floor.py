@@ -4,7 +4,8 @@ It lists every repository's revisions (and looks for each one's link), tags and 
 links, reads each tag's ``current`` link, lists each tag's history (``index/``, with
 ``--history``: a gc with ``-m`` needs it to remove the history entries of the manifests it
 removes), lists the blob prefixes, and reads and parses (``json.loads``) every manifest
-revision once, sharing the work among ``--processes`` forked processes. It keeps nothing, marks nothing, plans nothing, stats no
+revision once, sharing the work among ``--processes`` processes as regstore shares its own
+(:func:`regstore.pool.fork_map`). It keeps nothing, marks nothing, plans nothing, stats no
 candidate and writes no report: whatever a real gc does comes on top. Its wall time, plus the
 interpreter's start (``python -c pass``), is a time no gc written in Python can beat on this
 machine; bench/README.md compares it with the targets. Usage:
@@ -20,7 +21,9 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
+
+from regstore.pool import fork_map
 
 V2 = "docker/registry/v2"
 PARTS = ("_manifests", "_layers", "_uploads")
@@ -61,50 +64,26 @@ def scan(repository: str, history: bool) -> list[str]:
     return revisions
 
 
-def in_processes(work: Callable[[list[str]], list[str]], items: list[str],
-                 processes: int) -> list[str]:
-    """``work`` on ``processes`` slices of ``items``, all but one in forked children; what the
-    children return comes back through a pipe, a line per string."""
-    slices = [items[k::processes] for k in range(processes)]
-    children = []
-    for part in slices[1:]:
-        reading, writing = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(reading)
-            with os.fdopen(writing, "w") as out:
-                out.write("\n".join(work(part)))
-            os._exit(0)
-        os.close(writing)
-        children.append((pid, reading))
-    found = work(slices[0])
-    for pid, reading in children:
-        with os.fdopen(reading) as back:
-            found += [line for line in back.read().split("\n") if line]
-        os.waitpid(pid, 0)
-    return found
-
-
 def floor(store: Path, history: bool, processes: int) -> dict[str, float]:
     """One pass over ``store``; the seconds each step took and in all."""
     v2 = f"{store}/{V2}"
     start = time.perf_counter()
     repos = repositories(f"{v2}/repositories")
     listed_at = time.perf_counter()
-    revisions = in_processes(
-        lambda part: [h for repo in part for h in scan(repo, history)], repos, processes)
+    scanned = fork_map(lambda part: [scan(repo, history) for repo in part], repos, processes)
+    revisions = [h for hashes in scanned for h in hashes]
     scanned_at = time.perf_counter()
     for prefix in listed(f"{v2}/blobs/sha256"):
         listed(f"{v2}/blobs/sha256/{prefix}")
     blobs_at = time.perf_counter()
 
-    def parse(hashes: list[str]) -> list[str]:
+    def parse(hashes: list[str]) -> list[None]:
         for h in hashes:
             with open(f"{v2}/blobs/sha256/{h[:2]}/{h}/data", "rb") as data:
                 json.loads(data.read())
-        return []
+        return [None] * len(hashes)
 
-    in_processes(parse, sorted(set(revisions)), processes)
+    fork_map(parse, sorted(set(revisions)), processes)
     end = time.perf_counter()
     return {"repositories": listed_at - start, "scan": scanned_at - listed_at,
             "blobs": blobs_at - scanned_at, "manifests": end - blobs_at, "total": end - start,
