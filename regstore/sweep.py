@@ -186,7 +186,7 @@ def build_plan(store: Store, inventory: Inventory, marks: MarkResult,
             if is_young(st):
                 held_back.add(digest)  # a push may be using it right now
     # (sifted, the listing has every unmarked blob: a linked one if listed)
-    blobless = set(inventory.blobs.missing(sorted({digest for _, digest in links})))
+    blobless = set(inventory.blobs.missing(list({digest for _, digest in links})))
     for name, digest in links:
         item = PlanItem(LAYER_LINK, link_dirs[name, digest], digest,
                         "link to a missing blob" if digest in blobless else
